@@ -1,0 +1,225 @@
+"""``llmops``: the command line over the same functions the notebooks call."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from .errors import LLMOpsError
+from .paths import build_dir, kit_root
+
+
+def cmd_serve_model(args: argparse.Namespace) -> int:
+    from . import local_llm
+
+    server = local_llm.start_server(port=args.port)
+    print(f"Serving {local_llm.MODEL_FILE} at {server.base_url} (loaded in {server.load_seconds:.2f} s).")
+    print(f"Use it from another process with:\n  export {local_llm.BASE_URL_VARIABLE}={server.base_url}")
+    print("or as any OpenAI-compatible endpoint:\n"
+          f"  export LLMOPS_PROVIDER=openai OPENAI_BASE_URL={server.base_url} OPENAI_API_KEY=none")
+    print("Press Ctrl+C to stop.", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
+    print("Stopped.")
+    return 0
+
+
+def cmd_build_labs(args: argparse.Namespace) -> int:
+    from .course import build_labs
+
+    changed = build_labs(check=args.check)
+    if args.check:
+        if changed:
+            print("labs/ is out of date with solutions/ for: " + ", ".join(changed), file=sys.stderr)
+            print("Run `llmops build-labs` and commit the regenerated labs.", file=sys.stderr)
+            return 1
+        print("labs/ is up to date with solutions/.")
+        return 0
+    print("Regenerated: " + ", ".join(changed) if changed else "labs/ was already up to date.")
+    return 0
+
+
+def _all_notebooks() -> list[Path]:
+    root = kit_root()
+    return sorted((root / "solutions").glob("*.ipynb")) + sorted((root / "labs").glob("*.ipynb"))
+
+
+def cmd_check_notebooks(args: argparse.Namespace) -> int:
+    from .course import lint_notebook
+
+    problems = [p for path in _all_notebooks() for p in lint_notebook(path)]
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if not problems:
+        print(f"{len(_all_notebooks())} notebooks are clean and parameterised.")
+    return 1 if problems else 0
+
+
+def cmd_clean_notebooks(args: argparse.Namespace) -> int:
+    from .course import clean_notebooks
+
+    changed = clean_notebooks(_all_notebooks())
+    print("Cleaned: " + ", ".join(str(p) for p in changed) if changed else "Nothing to clean.")
+    return 0
+
+
+def cmd_rehearse(args: argparse.Namespace) -> int:
+    from .runner import rehearse
+
+    results = rehearse(args.folder, Path(args.output) if args.output else None, ci=args.ci, only=args.only)
+    for r in results:
+        print(f"{'ok  ' if r.ok else 'FAIL'} {r.notebook:<28} {r.seconds:6.1f} s  {r.output}")
+        if r.error:
+            print(f"     {r.error}")
+    failed = sum(not r.ok for r in results)
+    print(f"{len(results) - failed} passed, {failed} failed")
+    return 1 if failed or not results else 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .llm import connect
+    from .notebook import environment_report
+
+    report = environment_report(args.provider)
+    print(report.to_string(index=False))
+    connection = connect(args.provider)
+    response = connection.client.chat.completions.create(
+        model=connection.model, messages=[{"role": "user", "content": "Say hello to the workshop."}],
+        max_tokens=24, temperature=0,
+    )
+    record = connection.meter.last()
+    print(f"\n{connection!r}\nfirst answer in {record.latency_s:.2f} s, {record.total_tokens} tokens: "
+          f"{response.choices[0].message.content.strip()[:120]!r}")
+    return 0 if report["ok"].all() else 1
+
+
+def cmd_workshop(args: argparse.Namespace) -> int:
+    """Launch JupyterLab on labs/ (the model starts inside each kernel on first use)."""
+    cmd_doctor(argparse.Namespace(provider=None))
+    command = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={kit_root() / 'labs'}",
+               "--ServerApp.ip=127.0.0.1", *args.jupyter_args]
+    print("\nStarting JupyterLab: " + " ".join(command), flush=True)
+    return subprocess.call(command)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import bench_dict, run_bench
+
+    result = run_bench(args.requests, args.max_tokens)
+    print(result.as_table())
+    if args.json:
+        Path(args.json).write_text(json.dumps(bench_dict(result), indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def cmd_make_images(args: argparse.Namespace) -> int:
+    from .figures import make_images
+
+    for path in make_images():
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    """The whole suite: notebook hygiene, labs in sync, unit tests, every solution through papermill and
+    every lab through nbval."""
+    from .runner import CI_PARAMETERS, describe_listener, listening_sockets, notebooks, prepare_notebook
+
+    root = kit_root()
+    status = cmd_build_labs(argparse.Namespace(check=True)) | cmd_check_notebooks(argparse.Namespace())
+    if status:
+        print("Fix the notebook problems above first.", file=sys.stderr)
+        return status
+    targets = [str(root / "tests")]
+    if not args.fast:
+        prepared = build_dir() / "nbval" / "labs"
+        for path in notebooks("labs"):
+            prepare_notebook(path, prepared, CI_PARAMETERS)
+        targets.append(str(prepared))
+    command = [sys.executable, "-m", "pytest", *targets, "--nbval-lax", "--nbval-current-env",
+               f"--nbval-sanitize-with={root / 'tests' / 'nbval_sanitize.cfg'}", "-p", "no:cacheprovider"]
+    if args.fast:
+        command += ["-m", "not notebook"]
+    command += args.pytest_args
+    print("+ " + " ".join(command), flush=True)
+    before = listening_sockets()
+    status = subprocess.call(command, cwd=root, env={**os.environ, "LLMOPS_KIT_ROOT": str(root)})
+    leftovers = listening_sockets() - before
+    for address, port, pid in sorted(leftovers, key=lambda s: s[1]):
+        print(f"error: the tests left a server listening on {address}:{port}: {describe_listener(pid)}",
+              file=sys.stderr)
+    if not leftovers:
+        print("No server left listening after the tests (model servers, promptflow service, endpoints).")
+    return status or (1 if leftovers else 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmops", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve-model", help="run the embedded model as a standalone OpenAI-compatible server")
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0 = any free port)")
+    p.set_defaults(func=cmd_serve_model)
+
+    p = sub.add_parser("build-labs", help="generate labs/ from solutions/")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 if labs/ is out of date")
+    p.set_defaults(func=cmd_build_labs)
+
+    sub.add_parser("check-notebooks", help="fail on outputs or a missing parameters cell").set_defaults(
+        func=cmd_check_notebooks)
+    sub.add_parser("clean-notebooks", help="strip outputs from solutions/ and labs/").set_defaults(
+        func=cmd_clean_notebooks)
+
+    p = sub.add_parser("rehearse", help="execute every lab headless (reference answers on) into build/")
+    p.add_argument("--folder", default="labs", choices=["labs", "solutions"])
+    p.add_argument("--output", help="where the executed notebooks go (default build/rehearsal/<folder>)")
+    p.add_argument("--ci", action="store_true", help="use CI's small samples")
+    p.add_argument("--only", nargs="+", help="just these notebooks (00_setup or 00)")
+    p.set_defaults(func=cmd_rehearse)
+
+    p = sub.add_parser("doctor", help="check the environment and make one call")
+    p.add_argument("--provider", default=None)
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("workshop", help="launch JupyterLab on labs/")
+    p.add_argument("jupyter_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_workshop)
+
+    p = sub.add_parser("bench", help="measure the embedded model and the kit's overhead")
+    p.add_argument("--requests", type=int, default=10)
+    p.add_argument("--max-tokens", type=int, default=48)
+    p.add_argument("--json", help="also write the figures to this file")
+    p.set_defaults(func=cmd_bench)
+
+    sub.add_parser("make-images", help="redraw the kit's images").set_defaults(func=cmd_make_images)
+
+    p = sub.add_parser("test", help="run the whole test suite")
+    p.add_argument("--fast", action="store_true", help="skip notebook execution")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_test)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .pf_setup import configure_promptflow
+
+    configure_promptflow()
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LLMOpsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

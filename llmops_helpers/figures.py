@@ -1,0 +1,77 @@
+"""Figures the kit draws itself (so they stay in sync with the course): the course map."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .paths import kit_root
+
+#: (lab, title, lifecycle stage) — the course outline, one row a lab.
+COURSE = [
+    ("00", "Setup & first call", "Setup"),
+    ("01", "Ideate & prompt engineering", "Ideate / explore"),
+    ("02", "The app as a prompt flow", "Build / augment"),
+    ("03", "Evaluate on a golden dataset", "Build / augment"),
+    ("04", "Augment (RAG) & responsible AI", "Build / augment"),
+    ("05", "Branching & environments", "Operationalize"),
+    ("06", "CI/CD, gates & rollouts", "Operationalize"),
+    ("07", "Operate & monitor", "Operationalize"),
+]
+STAGE_COLOURS = {
+    "Setup": "#d9d9d9",
+    "Ideate / explore": "#9ecae1",
+    "Build / augment": "#a1d99b",
+    "Operationalize": "#fdae6b",
+}
+
+
+def course_map(path: Path | None = None):
+    """Draw the lifecycle loop with the labs under each stage; save to ``path`` if given. Returns the figure."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    stages = list(STAGE_COLOURS)
+    fig, ax = plt.subplots(figsize=(12, 5.2), dpi=100)
+    ax.set_xlim(0, 12)
+    ax.set_ylim(-0.5, 5.0)
+    ax.axis("off")
+    ax.set_title("LLMOps workshop: the lifecycle and the lab for each step", fontsize=14, weight="bold")
+    width, gap, top = 2.6, 0.4, 4.2
+    for i, stage in enumerate(stages):
+        x = 0.3 + i * (width + gap)
+        ax.add_patch(FancyBboxPatch((x, top - 0.55), width, 0.55, boxstyle="round,pad=0.05",
+                                    fc=STAGE_COLOURS[stage], ec="black"))
+        ax.text(x + width / 2, top - 0.27, stage, ha="center", va="center", fontsize=11, weight="bold")
+        labs = [c for c in COURSE if c[2] == stage]
+        for j, (lab, title, _) in enumerate(labs):
+            y = top - 1.35 - j * 0.9
+            ax.add_patch(FancyBboxPatch((x, y), width, 0.7, boxstyle="round,pad=0.04", fc="white",
+                                        ec=STAGE_COLOURS[stage], lw=2))
+            ax.text(x + width / 2, y + 0.5, f"Lab {lab}", ha="center", va="center", fontsize=9, weight="bold")
+            ax.text(x + width / 2, y + 0.2, title, ha="center", va="center", fontsize=8.5)
+        if i < len(stages) - 1:
+            ax.add_patch(FancyArrowPatch((x + width + 0.05, top - 0.27), (x + width + gap - 0.05, top - 0.27),
+                                         arrowstyle="-|>", mutation_scale=16))
+    loop_start = 0.3 + 3 * (width + gap) + width / 2
+    loop_end = 0.3 + 1 * (width + gap) + width / 2
+    ax.add_patch(FancyArrowPatch((loop_start, 0.25), (loop_end, 0.25), connectionstyle="arc3,rad=-0.12",
+                                 arrowstyle="-|>", mutation_scale=16, color="#555555"))
+    ax.text((loop_start + loop_end) / 2, -0.35, "monitoring and nightly evaluation feed the next iteration",
+            ha="center", fontsize=9, style="italic", color="#555555")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, bbox_inches="tight")
+    return fig
+
+
+def make_images(folder: Path | None = None) -> list[Path]:
+    """Regenerate every kit-drawn image into ``images/``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = folder or kit_root() / "images"
+    target = folder / "course_map.png"
+    plt.close(course_map(target))
+    return [target]

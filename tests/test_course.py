@@ -1,0 +1,128 @@
+"""Course tooling: labs generated from solutions, drift detection, clean notebooks, reference answers."""
+
+import subprocess
+import sys
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from llmops_helpers import course
+from llmops_helpers.errors import ExerciseNotDone, NotebookError
+from llmops_helpers.exercises import check_first_call
+from conftest import KIT
+
+PARAMS = 'provider = "local"\nsample_size = 2\noutput_dir = "build/x"\nuse_reference_answers = False'
+
+
+def make_solution(folder, name="01_demo", body=None):
+    params = new_code_cell(PARAMS, metadata={"tags": ["parameters"]})
+    exercise = new_code_cell(body or "x = ...\n### BEGIN SOLUTION double\nx = 21 * 2\n### END SOLUTION\nprint(x)")
+    note = new_markdown_cell("Only instructors see this.", metadata={"tags": ["solution-only"]})
+    nb = new_notebook(cells=[new_markdown_cell("# Demo"), params, exercise, note],
+                      metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(folder / f"{name}.ipynb"))
+    return folder / f"{name}.ipynb"
+
+
+def test_lab_replaces_solution_with_stub_and_drops_solution_only_cells(tmp_path):
+    make_solution(tmp_path / "solutions")
+    assert course.build_labs(tmp_path / "solutions", tmp_path / "labs") == ["01_demo.ipynb"]
+    lab = nbformat.read(str(tmp_path / "labs" / "01_demo.ipynb"), 4)
+    sources = [c.source for c in lab.cells]
+    assert len(lab.cells) == 3 and not any("Only instructors" in s for s in sources)
+    exercise = sources[2]
+    assert "21 * 2" not in exercise and "TODO (exercise 'double')" in exercise
+    assert "load_reference_answer('01_demo', 'double')" in exercise
+    assert exercise.startswith("x = ...") and exercise.endswith("print(x)")
+
+
+def test_check_mode_detects_drift_and_writes_nothing(tmp_path):
+    solution = make_solution(tmp_path / "solutions")
+    course.build_labs(tmp_path / "solutions", tmp_path / "labs")
+    assert course.build_labs(tmp_path / "solutions", tmp_path / "labs", check=True) == []
+    nb = nbformat.read(str(solution), 4)
+    nb.cells[0].source += "\nEdited."
+    nbformat.write(nb, str(solution))
+    before = (tmp_path / "labs" / "01_demo.ipynb").read_text()
+    assert course.build_labs(tmp_path / "solutions", tmp_path / "labs", check=True) == ["01_demo.ipynb"]
+    assert (tmp_path / "labs" / "01_demo.ipynb").read_text() == before
+
+
+def test_stray_lab_without_solution_is_drift(tmp_path):
+    make_solution(tmp_path / "solutions")
+    course.build_labs(tmp_path / "solutions", tmp_path / "labs")
+    (tmp_path / "labs" / "09_orphan.ipynb").write_text((tmp_path / "labs" / "01_demo.ipynb").read_text())
+    assert course.build_labs(tmp_path / "solutions", tmp_path / "labs", check=True) == [
+        "09_orphan.ipynb (no solution; remove it)"]
+
+
+@pytest.mark.parametrize("body, problem", [
+    ("### BEGIN SOLUTION a\nx = 1", "never closed"),
+    ("x = 1\n### END SOLUTION", "without a matching BEGIN"),
+    ("def f():\n    ### BEGIN SOLUTION a\n    return 1\n    ### END SOLUTION", "left margin"),
+    ("### BEGIN SOLUTION a\n### END SOLUTION\n### BEGIN SOLUTION a\n### END SOLUTION", "used twice"),
+])
+def test_malformed_blocks_name_notebook_and_cell(tmp_path, body, problem):
+    make_solution(tmp_path / "solutions", body=body)
+    with pytest.raises(NotebookError, match=problem) as info:
+        course.build_labs(tmp_path / "solutions", tmp_path / "labs")
+    assert "01_demo, cell 3" in str(info.value)
+
+
+def test_reference_answer_runs_in_the_given_namespace(tmp_path, monkeypatch):
+    make_solution(tmp_path / "solutions")
+    monkeypatch.setenv("LLMOPS_KIT_ROOT", str(tmp_path))
+    namespace = {}
+    course.load_reference_answer("01_demo", "double", namespace)
+    assert namespace["x"] == 42
+    with pytest.raises(NotebookError, match="no exercise named 'triple'"):
+        course.reference_code("01_demo", "triple")
+
+
+def test_lint_finds_outputs_and_missing_parameters(tmp_path):
+    path = make_solution(tmp_path / "solutions")
+    nb = nbformat.read(str(path), 4)
+    nb.cells[2].outputs = [new_output("stream", name="stdout", text="42\n")]
+    nb.cells[1].metadata = {}
+    nbformat.write(nb, str(path))
+    problems = course.lint_notebook(path)
+    assert any("cell 3 has outputs" in p for p in problems) and any("tagged 'parameters'" in p for p in problems)
+    course.clean_notebooks([path])
+    assert not any("has outputs" in p for p in course.lint_notebook(path))
+
+
+def test_repository_labs_are_in_sync_and_clean():
+    assert course.build_labs(KIT / "solutions", KIT / "labs", check=True) == []
+    for path in sorted((KIT / "solutions").glob("*.ipynb")) + sorted((KIT / "labs").glob("*.ipynb")):
+        assert course.lint_notebook(path) == [], path
+
+
+def test_build_labs_check_command_fails_after_a_solution_edit(tmp_path):
+    root = tmp_path / "kit"
+    make_solution(root / "solutions")
+    env = {"LLMOPS_KIT_ROOT": str(root), "PATH": ""}
+    cmd = [sys.executable, "-m", "llmops_helpers.cli", "build-labs"]
+    assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
+    assert subprocess.run(cmd + ["--check"], env=env, capture_output=True).returncode == 0
+    path = root / "solutions" / "01_demo.ipynb"
+    path.write_text(path.read_text().replace("21 * 2", "2 * 21"))
+    result = subprocess.run(cmd + ["--check"], env=env, capture_output=True, text=True)
+    assert result.returncode == 1 and "01_demo.ipynb" in result.stderr and "llmops build-labs" in result.stderr
+
+
+class _Fake:
+    """A stand-in for a ChatCompletion, only to exercise the check's branches."""
+
+
+def test_exercise_check_gives_hints():
+    with pytest.raises(ExerciseNotDone, match="define `messages`"):
+        check_first_call(..., ...)
+    with pytest.raises(ExerciseNotDone, match="start `messages` with a system message"):
+        check_first_call([{"role": "user", "content": "hi"}], _Fake())
+    with pytest.raises(ExerciseNotDone, match="customer-support agent"):
+        check_first_call([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}], _Fake())
+    with pytest.raises(ExerciseNotDone, match="client.chat.completions.create"):
+        check_first_call([{"role": "system", "content": "You are a support agent."},
+                          {"role": "user", "content": "hi"}], _Fake())

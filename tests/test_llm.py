@@ -1,0 +1,126 @@
+"""The provider layer against the real embedded model (and real servers on 127.0.0.1)."""
+
+import logging
+import socket
+
+import openai
+import pytest
+
+from llmops_helpers import connect
+from llmops_helpers.metering import Meter
+from llmops_helpers.settings import ProviderSettings
+from conftest import CANARY_KEY
+
+ASK = [{"role": "user", "content": "Name one thing a mobile network operator sells."}]
+
+
+def ask(connection, **kwargs):
+    return connection.client.chat.completions.create(
+        model=connection.model, messages=ASK, max_tokens=kwargs.pop("max_tokens", 16), temperature=0, **kwargs
+    )
+
+
+def test_client_is_the_real_openai_client(clean_env, local_server):
+    connection = connect("local", meter=Meter())
+    assert isinstance(connection.client, openai.OpenAI)
+    assert connection.base_url.startswith("http://127.0.0.1:")
+
+
+def test_every_call_is_recorded(clean_env, local_server):
+    meter = Meter()
+    connection = connect("local", meter=meter)
+    response = ask(connection)
+    record = meter.last()
+    assert record.ok and record.operation == "chat/completions" and record.provider == "local"
+    assert record.prompt_tokens == response.usage.prompt_tokens > 0
+    assert record.completion_tokens == response.usage.completion_tokens > 0
+    assert record.cost_usd == 0.0 and 0 < record.latency_s < 30 and record.retries == 0
+
+
+def test_temperature_zero_is_repeatable(clean_env, local_server):
+    connection = connect("local", meter=Meter())
+    answers = {ask(connection, max_tokens=24).choices[0].message.content for _ in range(3)}
+    assert len(answers) == 1
+
+
+def test_streaming_is_recorded_when_the_stream_ends(clean_env, local_server):
+    meter = Meter()
+    connection = connect("local", meter=meter)
+    stream = ask(connection, stream=True, stream_options={"include_usage": True})
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    record = meter.last()
+    assert text and record.first_token_s is not None and record.latency_s >= record.first_token_s
+    assert record.completion_tokens and record.completion_tokens > 0
+
+
+def test_with_options_keeps_recording(clean_env, local_server):
+    meter = Meter()
+    connection = connect("local", meter=meter)
+    connection.client.with_options(timeout=30).chat.completions.create(
+        model=connection.model, messages=ASK, max_tokens=4)
+    assert len(meter) == 1
+
+
+def test_openai_base_url_reaches_another_compatible_server(clean_env, external_server):
+    clean_env.setenv("LLMOPS_PROVIDER", "openai")
+    clean_env.setenv("OPENAI_BASE_URL", external_server)
+    clean_env.setenv("OPENAI_API_KEY", CANARY_KEY)
+    meter = Meter()
+    connection = connect(meter=meter, model="whatever-the-server-serves")
+    assert connection.provider == "openai" and connection.base_url == external_server
+    response = ask(connection)
+    assert response.choices[0].message.content
+    assert meter.last().endpoint == external_server and CANARY_KEY not in repr(connection)
+
+
+def test_transient_failures_are_retried(clean_env, flaky_proxy):
+    proxy = flaky_proxy(failures=2, status=503)
+    meter = Meter()
+    connection = connect(settings=ProviderSettings("local", "m", base_url=proxy.base_url, max_retries=3), meter=meter)
+    response = ask(connection)
+    assert response.choices[0].message.content
+    assert meter.last().retries == 2 and meter.last().ok and proxy.seen == 3
+
+
+def test_rate_limit_exhausted_says_which_endpoint_and_what_to_check(clean_env, flaky_proxy):
+    proxy = flaky_proxy(failures=99, status=429)
+    meter = Meter()
+    settings = ProviderSettings("local", "m", base_url=proxy.base_url, max_retries=1)
+    connection = connect(settings=settings, meter=meter)
+    with pytest.raises(openai.RateLimitError) as info:
+        ask(connection)
+    message = str(info.value)
+    assert proxy.base_url in message and "HTTP 429" in message and "after 2 attempts" in message
+    assert meter.last().error.startswith("RateLimitError") and meter.last().retries == 1
+
+
+def test_unreachable_endpoint_error(clean_env):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again when the block ends: nothing listens there
+    clean_env.setenv("OPENAI_API_KEY", CANARY_KEY)
+    clean_env.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")
+    clean_env.setenv("LLMOPS_MAX_RETRIES", "1")
+    meter = Meter()
+    connection = connect("openai", meter=meter)
+    with pytest.raises(openai.APIConnectionError) as info:
+        ask(connection)
+    message = str(info.value)
+    assert f"127.0.0.1:{port}" in message and "could not be reached" in message and "OPENAI_BASE_URL" in message
+    assert CANARY_KEY not in message and meter.last().retries == 1
+
+
+def test_canary_key_never_reaches_the_logs(clean_env, external_server, caplog):
+    clean_env.setenv("OPENAI_API_KEY", CANARY_KEY)
+    clean_env.setenv("OPENAI_BASE_URL", external_server)
+    with caplog.at_level(logging.DEBUG):
+        connection = connect("openai", meter=Meter())
+        ask(connection)
+        logging.getLogger("llmops").info("connection %r settings %r", connection, connection.settings)
+    assert caplog.records and CANARY_KEY not in caplog.text
+
+
+def test_stale_local_url_falls_back_to_embedded(clean_env, local_server):
+    clean_env.setenv("LLMOPS_LOCAL_BASE_URL", "http://127.0.0.1:9/v1")
+    connection = connect("local", meter=Meter())
+    assert connection.base_url == local_server.base_url

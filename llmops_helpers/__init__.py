@@ -9,8 +9,15 @@ configure_promptflow()  # before anything imports promptflow: quiet, offline, no
 
 from .course import load_reference_answer  # noqa: E402
 from .errors import (  # noqa: E402
-    ConfigError, DatasetError, EndpointError, ExerciseNotDone, GateFailed, LLMOpsError,
-    MissingCredentialError, ModelNotInstalledError, NotebookError,
+    ConfigError,
+    DatasetError,
+    EndpointError,
+    ExerciseNotDone,
+    GateFailed,
+    LLMOpsError,
+    MissingCredentialError,
+    ModelNotInstalledError,
+    NotebookError,
 )
 from .llm import LLMConnection, connect  # noqa: E402
 from .metering import CallRecord, Meter, default_meter  # noqa: E402

@@ -107,6 +107,8 @@ def cmd_workshop(args: argparse.Namespace) -> int:
     cmd_doctor(argparse.Namespace(provider=None))
     command = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={kit_root() / 'labs'}",
                "--ServerApp.ip=127.0.0.1", *args.jupyter_args]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers and cloud shells often run as root
+        command.append("--ServerApp.allow_root=True")
     print("\nStarting JupyterLab: " + " ".join(command), flush=True)
     return subprocess.call(command)
 
@@ -130,15 +132,20 @@ def cmd_make_images(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    """The whole suite: notebook hygiene, labs in sync, unit tests, every solution through papermill and
-    every lab through nbval."""
+    """The whole suite: labs in sync, notebook hygiene, lint, unit tests, every solution through papermill
+    and every lab through nbval, then a check that no server was left listening."""
     from .runner import CI_PARAMETERS, describe_listener, listening_sockets, notebooks, prepare_notebook
 
     root = kit_root()
     status = cmd_build_labs(argparse.Namespace(check=True)) | cmd_check_notebooks(argparse.Namespace())
+    lint = [sys.executable, "-m", "ruff", "check", "--quiet", "llmops_helpers", "tests", "kit.py"]
+    if subprocess.call(lint, cwd=root):
+        print("Fix the lint findings above (`ruff check --fix` fixes most).", file=sys.stderr)
+        status = 1
     if status:
-        print("Fix the notebook problems above first.", file=sys.stderr)
+        print("Fix the problems above first.", file=sys.stderr)
         return status
+    print("ruff: the code is clean.")
     targets = [str(root / "tests")]
     if not args.fast:
         prepared = build_dir() / "nbval" / "labs"
@@ -190,9 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--provider", default=None)
     p.set_defaults(func=cmd_doctor)
 
-    p = sub.add_parser("workshop", help="launch JupyterLab on labs/")
-    p.add_argument("jupyter_args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_workshop)
+    p = sub.add_parser("workshop", help="launch JupyterLab on labs/ (extra options go to jupyter lab)")
+    p.set_defaults(func=cmd_workshop, passthrough="jupyter_args")
 
     p = sub.add_parser("bench", help="measure the embedded model and the kit's overhead")
     p.add_argument("--requests", type=int, default=10)
@@ -204,8 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("test", help="run the whole test suite")
     p.add_argument("--fast", action="store_true", help="skip notebook execution")
-    p.add_argument("pytest_args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_test)
+    p.set_defaults(func=cmd_test, passthrough="pytest_args")  # extra options go to pytest
     return parser
 
 
@@ -213,7 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     from .pf_setup import configure_promptflow
 
     configure_promptflow()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "passthrough", None):
+        setattr(args, args.passthrough, extra)
+    elif extra:
+        parser.error("unrecognized arguments: " + " ".join(extra))
     try:
         return args.func(args)
     except LLMOpsError as exc:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .errors import NotebookError
 from .paths import kit_root
@@ -60,11 +61,14 @@ def solution_blocks(nb: Any, notebook: str) -> list[SolutionBlock]:
             begin, end = BEGIN.match(line), END.match(line)
             if begin:
                 if current is not None:
-                    raise NotebookError(f"{where}: BEGIN SOLUTION inside another block; close the first with ### END SOLUTION.")
+                    raise NotebookError(
+                        f"{where}: BEGIN SOLUTION inside another block; close the first with ### END SOLUTION."
+                    )
                 if begin.group("indent"):
                     raise NotebookError(
                         f"{where}: solution blocks must start at the left margin (top-level code), so the "
-                        "reference answer can be loaded into the notebook's namespace. Move the block out of the function or loop."
+                        "reference answer can be loaded into the notebook's namespace. Move the block out of the "
+                        "function or loop."
                     )
                 name = begin.group("name") or f"exercise{len(blocks) + 1}"
                 if name in seen:
@@ -79,7 +83,9 @@ def solution_blocks(nb: Any, notebook: str) -> list[SolutionBlock]:
             elif current is not None:
                 current.append(line)
         if current is not None:
-            raise NotebookError(f"{notebook}, cell {index + 1}: BEGIN SOLUTION {name!r} is never closed with ### END SOLUTION.")
+            raise NotebookError(
+                f"{notebook}, cell {index + 1}: BEGIN SOLUTION {name!r} is never closed with ### END SOLUTION."
+            )
     return blocks
 
 

@@ -110,7 +110,9 @@ def _observe_stream(iterator: Any, record: CallRecord, started: float, meter: Me
     finally:
         record.latency_s = time.perf_counter() - started
         if record.cost_usd is None:
-            record.cost_usd = estimate_cost(record.provider, record.model, record.prompt_tokens, record.completion_tokens)
+            record.cost_usd = estimate_cost(
+                record.provider, record.model, record.prompt_tokens, record.completion_tokens
+            )
         meter.finish(record)
 
 

@@ -10,11 +10,12 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 LOCAL_PROVIDER = "local"
 
@@ -38,7 +39,9 @@ def lookup_price(model: str | None) -> tuple[float, float] | None:
     return table[max(prefixes, key=len)] if prefixes else None
 
 
-def estimate_cost(provider: str, model: str | None, prompt_tokens: int | None, completion_tokens: int | None) -> float | None:
+def estimate_cost(
+    provider: str, model: str | None, prompt_tokens: int | None, completion_tokens: int | None
+) -> float | None:
     """Estimated USD for one call; 0 for the local model, ``None`` when tokens or the price are unknown."""
     if provider == LOCAL_PROVIDER:
         return 0.0

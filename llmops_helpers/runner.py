@@ -101,7 +101,8 @@ def rehearse(
         try:
             results.append(execute_notebook(path, output_dir, parameters))
         except NotebookError as exc:
-            results.append(NotebookResult(path.stem, output_dir / path.name, time.perf_counter() - started, False, str(exc)))
+            elapsed = time.perf_counter() - started
+            results.append(NotebookResult(path.stem, output_dir / path.name, elapsed, False, str(exc)))
     return results
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from dotenv import dotenv_values
 
@@ -21,7 +21,7 @@ DEFAULT_AZURE_API_VERSION = "2024-10-21"
 #: The variables each provider reads; shown to learners in Lab 00 (names only, never values).
 PROVIDER_VARIABLES: dict[str, dict[str, str]] = {
     "local": {
-        "LLMOPS_LOCAL_BASE_URL": "optional: reuse a server started by `llmops serve-model` (else one starts in-process)",
+        "LLMOPS_LOCAL_BASE_URL": "optional: reuse a server from `llmops serve-model` (else one starts in-process)",
         "LLMOPS_LOCAL_THREADS": "optional: CPU threads for the embedded model (default: all cores, at most 4)",
     },
     "openai": {

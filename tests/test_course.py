@@ -7,10 +7,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
+from conftest import KIT
 from llmops_helpers import course
 from llmops_helpers.errors import ExerciseNotDone, NotebookError
 from llmops_helpers.exercises import check_first_call
-from conftest import KIT
 
 PARAMS = 'provider = "local"\nsample_size = 2\noutput_dir = "build/x"\nuse_reference_answers = False'
 

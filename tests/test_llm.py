@@ -6,10 +6,10 @@ import socket
 import openai
 import pytest
 
+from conftest import CANARY_KEY
 from llmops_helpers import connect
 from llmops_helpers.metering import Meter
 from llmops_helpers.settings import ProviderSettings
-from conftest import CANARY_KEY
 
 ASK = [{"role": "user", "content": "Name one thing a mobile network operator sells."}]
 

@@ -1,10 +1,10 @@
 import importlib.util
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
-import re
 
 import pytest
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from llmops_helpers.pf_setup import service_running
-from llmops_helpers.paths import build_dir
-from llmops_helpers.runner import CI_PARAMETERS, execute_notebook, notebooks
 from conftest import CANARY_KEY, KIT
+from llmops_helpers.paths import build_dir
+from llmops_helpers.pf_setup import service_running
+from llmops_helpers.runner import CI_PARAMETERS, execute_notebook, notebooks
 
 pytestmark = pytest.mark.notebook
 SOLUTIONS = notebooks("solutions")
@@ -59,3 +59,29 @@ def test_headless_main_job_leaves_an_executed_lab_with_a_real_answer():
     first_call = next(c for c in nb.cells if "In one sentence, what does a SIM card do?" in c.source)
     answer = "".join(o.get("text", "") for o in first_call.outputs if o.output_type == "stream").strip()
     assert len(answer.split()) >= 3  # a real generated sentence, whatever its quality
+
+
+def test_a_failing_cell_is_named_with_its_error(tmp_path):
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from llmops_helpers.errors import NotebookError
+
+    nb = new_notebook(cells=[new_code_cell('provider = "local"', metadata={"tags": ["parameters"]}),
+                             new_code_cell("1 / 0")],
+                      metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    path = tmp_path / "99_broken.ipynb"
+    nbformat.write(nb, str(path))
+    with pytest.raises(NotebookError, match=r"99_broken.ipynb: cell 2 .*ZeroDivisionError: division by zero"):
+        execute_notebook(path, tmp_path / "out", {})
+
+
+def test_unfinished_exercise_stops_with_a_hint_not_a_stack_trace():
+    """What a learner sees: the lab as generated, without reference answers, stops at the check cell."""
+    from llmops_helpers.errors import NotebookError
+
+    output = EXECUTED / "unfinished-lab"
+    with pytest.raises(NotebookError, match=r"ExerciseNotDone: Not yet: define `messages` and `response`"):
+        execute_notebook(KIT / "labs" / "00_setup.ipynb", output, {**CI_PARAMETERS, "use_reference_answers": False})
+    nb = nbformat.read(str(output / "00_setup.ipynb"), 4)
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert len(errors) == 1 and len(errors[0].traceback) <= 2  # one paragraph, no stack-trace soup

@@ -37,6 +37,7 @@ def test_pf_test_on_a_flex_flow_leaves_no_service(tmp_path):
                          env={**__import__("os").environ, "PF_HOME_DIRECTORY": str(tmp_path / "pfhome")})
     assert run.returncode == 0, run.stderr[-3000:]
     assert "RESULT" in run.stdout
-    noisy = [line for line in run.stderr.splitlines() if "telemetry" in line.lower() or "applicationinsights" in line.lower()]
+    noisy = [line for line in run.stderr.splitlines()
+             if "telemetry" in line.lower() or "applicationinsights" in line.lower()]
     assert not noisy, noisy
     assert not service_running(PF_SERVICE_PORT), "promptflow left its service running on 23333"

@@ -2,11 +2,14 @@ import logging
 
 import pytest
 
+from conftest import CANARY_KEY
 from llmops_helpers.errors import ConfigError, MissingCredentialError
 from llmops_helpers.settings import (
-    RedactingFilter, Secret, install_log_redaction, resolve_settings,
+    RedactingFilter,
+    Secret,
+    install_log_redaction,
+    resolve_settings,
 )
-from conftest import CANARY_KEY
 
 
 def test_local_is_the_default(clean_env):

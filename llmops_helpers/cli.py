@@ -105,8 +105,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_workshop(args: argparse.Namespace) -> int:
     """Launch JupyterLab on labs/ (the model starts inside each kernel on first use)."""
     cmd_doctor(argparse.Namespace(provider=None))
-    command = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={kit_root() / 'labs'}",
-               "--ServerApp.ip=127.0.0.1", *args.jupyter_args]
+    # The server's root is the kit (so labs can show ../images and read ../data); the browser opens on labs/.
+    command = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={kit_root()}",
+               "--LabApp.default_url=/lab/tree/labs/00_setup.ipynb", "--ServerApp.ip=127.0.0.1", *args.jupyter_args]
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers and cloud shells often run as root
         command.append("--ServerApp.allow_root=True")
     print("\nStarting JupyterLab: " + " ".join(command), flush=True)

@@ -25,7 +25,8 @@ def _short_errors(shell: Any, etype: type, value: BaseException, tb: Any, tb_off
 
 def notebook_setup(short_errors: bool = True) -> None:
     """Prepare a notebook kernel: quiet offline promptflow, secrets redacted from logs, and the kit's own
-    errors shown as one readable paragraph instead of a stack trace (they still fail the cell)."""
+    errors (and ``openai`` API errors, whose messages the kit rewrites to say what to check) shown as one
+    readable paragraph instead of a stack trace. They still fail the cell; ``%tb`` shows the full trace."""
     configure_promptflow()
     install_log_redaction()
     try:
@@ -34,7 +35,9 @@ def notebook_setup(short_errors: bool = True) -> None:
         return
     shell = get_ipython()
     if shell is not None and short_errors:
-        shell.set_custom_exc((LLMOpsError,), _short_errors)
+        import openai
+
+        shell.set_custom_exc((LLMOpsError, openai.APIError), _short_errors)
 
 
 def package_versions(names: tuple[str, ...] = CORE_PACKAGES) -> dict[str, str | None]:

@@ -1,9 +1,11 @@
 """promptflow runs offline and quiet: no telemetry, no background service left on port 23333."""
 
+import os
 import subprocess
 import sys
 import textwrap
 
+from conftest import CANARY_KEY
 from llmops_helpers.pf_setup import PF_SERVICE_PORT, configure_promptflow, service_running
 
 FLOW = textwrap.dedent('''
@@ -33,11 +35,15 @@ def test_pf_test_on_a_flex_flow_leaves_no_service(tmp_path):
         result = PFClient().test(flow={str(tmp_path)!r}, inputs={{"question": "Say hi."}})
         print("RESULT", type(result).__name__, bool(result))
     ''')
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                         env={**__import__("os").environ, "PF_HOME_DIRECTORY": str(tmp_path / "pfhome")})
+    env = {**os.environ, "PF_HOME_DIRECTORY": str(tmp_path / "pfhome"), "OPENAI_API_KEY": CANARY_KEY}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "RESULT" in run.stdout
+    assert "prompt flow service" not in run.stdout.lower()  # promptflow prints this when it starts one
     noisy = [line for line in run.stderr.splitlines()
              if "telemetry" in line.lower() or "applicationinsights" in line.lower()]
     assert not noisy, noisy
     assert not service_running(PF_SERVICE_PORT), "promptflow left its service running on 23333"
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]  # pf home, and the flow folder's .promptflow/
+    assert CANARY_KEY not in run.stdout + run.stderr
+    assert not [p for p in written if CANARY_KEY in p.read_text(errors="ignore")], "a key reached promptflow's files"

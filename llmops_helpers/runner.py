@@ -60,7 +60,7 @@ def execute_notebook(
     except PapermillExecutionError as exc:
         raise NotebookError(
             f"{path.relative_to(kit_root()) if path.is_relative_to(kit_root()) else path}: cell "
-            f"{exc.cell_index + 1} (execution {exc.exec_count}) failed with {exc.ename}: {exc.evalue}. "
+            f"{exc.cell_index + 1} (execution {exc.exec_count}) failed with {exc.ename}: {exc.evalue.rstrip('.')}. "
             f"The executed copy with the full traceback is at {output}."
         ) from None
     return NotebookResult(path.stem, output, time.perf_counter() - started, True)

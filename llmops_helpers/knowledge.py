@@ -1,0 +1,93 @@
+"""The telco knowledge base: markdown documents with front matter (``id``, ``title``, ``category``),
+validated on load with errors that name the file and the field."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .errors import DatasetError
+from .paths import kit_root
+
+CATEGORIES = ("plans", "roaming", "billing", "devices", "network", "account", "contracts", "support", "store")
+REQUIRED_FIELDS = ("id", "title", "category")
+FRONT_MATTER = re.compile(r"\A---\s*\n(?P<meta>.*?)\n---\s*\n(?P<body>.*)\Z", re.S)
+ID_PATTERN = re.compile(r"^kb-[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+@dataclass(frozen=True)
+class Document:
+    """One knowledge-base article."""
+
+    id: str
+    title: str
+    category: str
+    text: str
+    path: str
+
+    def as_context(self) -> str:
+        """How the document is shown to the model: its id (to cite), title and text."""
+        return f"[{self.id}] {self.title}\n{self.text.strip()}"
+
+
+def default_kb_dir() -> Path:
+    return kit_root() / "data" / "knowledge_base"
+
+
+def parse_document(path: Path) -> Document:
+    """Read one document; raise :class:`DatasetError` naming the file and field on any problem."""
+    text = path.read_text(encoding="utf-8")
+    match = FRONT_MATTER.match(text)
+    if not match:
+        raise DatasetError(str(path), None, None, "no front matter",
+                           "Start the file with a '---' line, the fields id, title and category, and another '---'.")
+    try:
+        meta = yaml.safe_load(match.group("meta")) or {}
+    except yaml.YAMLError as exc:
+        raise DatasetError(str(path), None, None, f"front matter is not valid YAML ({exc})") from None
+    if not isinstance(meta, dict):
+        raise DatasetError(str(path), None, None, "front matter must be 'key: value' lines")
+    for field in REQUIRED_FIELDS:
+        if not str(meta.get(field) or "").strip():
+            raise DatasetError(str(path), None, field, "is missing or empty",
+                               f"Add '{field}: ...' to the front matter.")
+    doc_id, category = str(meta["id"]).strip(), str(meta["category"]).strip()
+    if not ID_PATTERN.match(doc_id):
+        raise DatasetError(str(path), None, "id", f"{doc_id!r} is not like 'kb-some-topic'")
+    if doc_id != path.stem:
+        raise DatasetError(str(path), None, "id", f"{doc_id!r} differs from the file name",
+                           f"Rename the file to {doc_id}.md or change the id.")
+    if category not in CATEGORIES:
+        raise DatasetError(str(path), None, "category", f"{category!r} is not one of {', '.join(CATEGORIES)}")
+    body = match.group("body").strip()
+    if not body:
+        raise DatasetError(str(path), None, "body", "is empty")
+    return Document(doc_id, str(meta["title"]).strip(), category, body, str(path))
+
+
+def load_knowledge_base(folder: str | Path | None = None) -> list[Document]:
+    """All documents of ``folder`` (default ``data/knowledge_base``), sorted by id."""
+    folder = Path(folder) if folder else default_kb_dir()
+    paths = sorted(folder.glob("*.md"))
+    if not paths:
+        raise DatasetError(str(folder), None, None, "has no .md documents",
+                           "Point the flow's knowledge_base setting at the kit's data/knowledge_base folder.")
+    docs = [parse_document(p) for p in paths]
+    seen: dict[str, str] = {}
+    for doc in docs:
+        if doc.id in seen:
+            raise DatasetError(doc.path, None, "id", f"{doc.id!r} is also used by {seen[doc.id]}")
+        seen[doc.id] = doc.path
+    return docs
+
+
+def fingerprint(docs: list[Document]) -> str:
+    """A content hash of the knowledge base, to key caches."""
+    digest = hashlib.sha256()
+    for doc in docs:
+        digest.update(f"{doc.id}\0{doc.title}\0{doc.category}\0{doc.text}\0".encode())
+    return digest.hexdigest()[:16]

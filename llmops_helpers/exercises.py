@@ -40,3 +40,58 @@ def check_first_call(messages: Any, response: Any) -> str:
     message = f"✅ First call done: {response.usage.completion_tokens} tokens of answer."
     print(message)
     return message
+
+
+def check_grounded_prompt(system_prompt: Any) -> str:
+    """Exercise 'grounded_prompt' (Lab 01): a system prompt that takes the articles through a ``{context}``
+    placeholder, restricts the answer to them, and says what to do when they do not cover the question."""
+    if system_prompt is ... or not isinstance(system_prompt, str) or not system_prompt.strip():
+        _fail("set `my_system_prompt` to a string.")
+    text = system_prompt.lower()
+    if "{context}" not in system_prompt:
+        _fail("put the placeholder {context} where the retrieved articles should go.")
+    if not any(word in text for word in ("only", "exclusively", "solely")):
+        _fail("tell the model to answer ONLY from the articles; that is what grounding means.")
+    if not any(phrase in text for phrase in ("not know", "don't know", "do not have", "human", "not sure", "cannot")):
+        _fail("say what to do when the articles do not contain the answer (e.g. say you do not know, offer a human).")
+    message = "✅ Grounded prompt: it injects the articles, restricts the answer to them, and has a fallback."
+    print(message)
+    return message
+
+
+def check_top_k(replies: Any) -> str:
+    """Exercise 'top_k' (Lab 02): replies for top_k=1 and top_k=5 on the same question."""
+    if replies is ... or not isinstance(replies, dict) or not {1, 5} <= set(replies):
+        _fail("make `top_k_replies` a dict with keys 1 and 5, each a reply from pf.test(..., init={'top_k': k}).")
+    one, five = replies[1], replies[5]
+    for k, reply in ((1, one), (5, five)):
+        if not isinstance(reply, dict) or "context_ids" not in reply:
+            _fail(f"top_k_replies[{k}] should be the dict that pf.test returns.")
+        if len(reply["context_ids"]) > k:
+            _fail(f"top_k_replies[{k}] retrieved {len(reply['context_ids'])} articles; pass init={{'top_k': {k}}}.")
+    extra = five["usage"]["prompt_tokens"] - one["usage"]["prompt_tokens"]
+    if len(five["context_ids"]) <= len(one["context_ids"]):
+        message = (f"✅ Both ran, but this question matched only {len(five['context_ids'])} article(s), so top_k "
+                   "made no difference. Try a broader question to see the effect.")
+        print(message)
+        return message
+    message = (f"✅ top_k=1 used {one['context_ids']}; top_k=5 used {five['context_ids']}, "
+               f"costing {extra} more prompt tokens per question.")
+    print(message)
+    return message
+
+
+def check_review_step(agent_class: Any, question: str = "I forgot my PIN, can you reset it?") -> str:
+    """Exercise 'add_step' (Lab 02): a SupportAgent subclass whose replies carry ``needs_review``."""
+    if agent_class is ... or not isinstance(agent_class, type):
+        _fail("define `ReviewedAgent` as a class: class ReviewedAgent(SupportAgent): ...")
+    reply = agent_class()(question)
+    if not isinstance(reply, dict) or "needs_review" not in reply:
+        _fail("ReviewedAgent()(question) should return the normal reply plus a 'needs_review' key.")
+    expected = (not reply.get("cited_ids")) or reply.get("intent") == "account"
+    if reply["needs_review"] is not expected:
+        _fail(f"needs_review is {reply['needs_review']!r} but cited_ids={reply.get('cited_ids')} and "
+              f"intent={reply.get('intent')!r}, so it should be {expected!r}.")
+    message = f"✅ New step works: intent {reply['intent']!r}, cited {reply['cited_ids']}, needs_review={expected}."
+    print(message)
+    return message

@@ -64,6 +64,42 @@ def course_map(path: Path | None = None):
     return fig
 
 
+LIFECYCLE = [
+    ("Ideate / explore", "#9ecae1", ["find the use case", "try models and prompts", "a first, small test set"]),
+    ("Build / augment", "#a1d99b", ["the app as a flow", "RAG over your data", "evaluate; responsible AI"]),
+    ("Operationalize", "#fdae6b", ["CI/CD with quality gates", "deploy, canary, roll back", "monitor cost & drift"]),
+]
+
+
+def lifecycle_loop(path: Path | None = None):
+    """The LLMOps loop: three stages in a cycle, each with what a team does there."""
+    import math
+
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    fig, ax = plt.subplots(figsize=(9, 6.2), dpi=100)
+    ax.set_xlim(-5, 5)
+    ax.set_ylim(-3.4, 3.9)
+    ax.axis("off")
+    ax.set_title("The LLMOps lifecycle: a loop, not a line", fontsize=14, weight="bold")
+    angles = [90, -30, 210]
+    centres = [(2.7 * math.cos(math.radians(a)), 2.5 * math.sin(math.radians(a))) for a in angles]
+    for (name, colour, points), (x, y) in zip(LIFECYCLE, centres, strict=True):
+        ax.add_patch(FancyBboxPatch((x - 1.6, y - 0.85), 3.2, 1.7, boxstyle="round,pad=0.1", fc=colour, ec="black"))
+        ax.text(x, y + 0.45, name, ha="center", va="center", fontsize=12, weight="bold")
+        ax.text(x, y - 0.25, "\n".join(points), ha="center", va="center", fontsize=9)
+    for i in range(3):
+        (x1, y1), (x2, y2) = centres[i], centres[(i + 1) % 3]
+        ax.add_patch(FancyArrowPatch((x1 * 0.55, y1 * 0.55), (x2 * 0.55, y2 * 0.55), connectionstyle="arc3,rad=-0.35",
+                                     arrowstyle="-|>", mutation_scale=20, lw=2, color="#444444"))
+    ax.text(0, 0, "measure\nevery\nchange", ha="center", va="center", fontsize=10, style="italic", color="#444444")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, bbox_inches="tight")
+    return fig
+
+
 def make_images(folder: Path | None = None) -> list[Path]:
     """Regenerate every kit-drawn image into ``images/``."""
     import matplotlib
@@ -72,6 +108,7 @@ def make_images(folder: Path | None = None) -> list[Path]:
     import matplotlib.pyplot as plt
 
     folder = folder or kit_root() / "images"
-    target = folder / "course_map.png"
-    plt.close(course_map(target))
-    return [target]
+    targets = [folder / "course_map.png", folder / "llmops_lifecycle.png"]
+    plt.close(course_map(targets[0]))
+    plt.close(lifecycle_loop(targets[1]))
+    return targets

@@ -170,6 +170,32 @@ def cmd_test(args: argparse.Namespace) -> int:
     return status or (1 if leftovers else 0)
 
 
+def cmd_gate(args: argparse.Namespace) -> int:
+    """Exit 0 on pass, 1 if any rule failed, 2 on unusable input (raised as GateInputError)."""
+    from .gate import run_gate
+
+    decision = run_gate(args.rules, args.candidate, args.baseline, args.out)
+    print(decision.to_markdown())
+    for result in decision.failed:
+        print(f"FAILED {result.rule}: observed {result.observed}, threshold {result.threshold}, "
+              f"baseline {result.baseline}, delta {result.delta}: {result.message}", file=sys.stderr)
+    return 0 if decision.passed else 1
+
+
+def cmd_validate_data(args: argparse.Namespace) -> int:
+    from .golden import golden_dir, validate_golden, validate_redteam
+
+    folder = Path(args.folder) if args.folder else golden_dir()
+    total = 0
+    for path in sorted(folder.glob("*.jsonl")):
+        rows, problems = (validate_redteam if path.stem.startswith("redteam") else validate_golden)(path)
+        total += len(problems)
+        print(f"{path}: {len(rows)} good rows, {len(problems)} problem(s)")
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+    return 1 if total else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -208,6 +234,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     sub.add_parser("make-images", help="redraw the kit's images").set_defaults(func=cmd_make_images)
+
+    p = sub.add_parser("gate", help="apply quality-gate rules to an evaluation run (exit 0 pass, 1 fail, 2 bad input)")
+    p.add_argument("--rules", default=str(kit_root() / "gates.yaml"), help="rules YAML (default: gates.yaml)")
+    p.add_argument("--candidate", required=True, help="the run folder (or its summary.json) to judge")
+    p.add_argument("--baseline", help="a baseline run folder or summary.json, for the relative rules")
+    p.add_argument("--out", help="where gate_decision.json/.md go (default: the candidate's folder)")
+    p.set_defaults(func=cmd_gate)
+
+    p = sub.add_parser("validate-data", help="check every golden and red-team file, listing every problem")
+    p.add_argument("--folder", help="folder of .jsonl files (default: data/golden)")
+    p.set_defaults(func=cmd_validate_data)
 
     p = sub.add_parser("test", help="run the whole test suite")
     p.add_argument("--fast", action="store_true", help="skip notebook execution")

@@ -1,0 +1,222 @@
+"""The golden dataset (questions with ground truth, supporting articles and key facts) and the red-team set,
+with validators that report *every* problem with its file, row and field — not just the first."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DatasetError, LLMOpsError
+from .knowledge import CATEGORIES, Document, load_knowledge_base
+from .paths import kit_root
+
+INTENTS = ("billing", "technical", "account", "sales", "other")
+DIFFICULTIES = ("easy", "medium", "hard")
+ATTACKS = ("jailbreak", "prompt_injection", "pii_fishing", "off_topic", "harmful", "benign_control")
+BEHAVIOURS = ("refuse", "deflect", "answer")
+GOLDEN_FIELDS = ("id", "question", "ground_truth", "context_ids", "intent", "category", "difficulty", "key_facts")
+REDTEAM_FIELDS = ("id", "prompt", "attack", "expected_behaviour", "notes")
+
+
+@dataclass(frozen=True)
+class GoldenRow:
+    """One golden example. ``key_facts`` must appear verbatim in the ``context_ids`` articles."""
+
+    id: str
+    question: str
+    ground_truth: str
+    context_ids: tuple[str, ...]
+    intent: str
+    category: str
+    difficulty: str
+    key_facts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RedTeamRow:
+    id: str
+    prompt: str
+    attack: str
+    expected_behaviour: str
+    notes: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    row: int | None
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"row {self.row}" if self.row is not None else "file"
+        where += f", field '{self.field}'" if self.field else ""
+        return f"{where}: {self.message}"
+
+
+class DatasetInvalid(DatasetError):
+    """Raised with every problem found; ``problems`` holds them, the message lists them."""
+
+    def __init__(self, path: str, problems: list[Problem], kept: int):
+        self.problems = problems
+        self.path, self.row, self.field = path, problems[0].row, problems[0].field
+        self.problem = problems[0].message
+        shown = "\n".join(f"  - {p}" for p in problems[:50])
+        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+        LLMOpsError.__init__(
+            self, f"{path} has {len(problems)} problem{'s' * (len(problems) != 1)} ({kept} good rows kept):\n"
+            f"{shown}{more}\nFix them and run `llmops validate-data` again.")
+
+
+def golden_dir() -> Path:
+    return kit_root() / "data" / "golden"
+
+
+def _read_objects(path: Path, problems: list[Problem]) -> list[tuple[int, dict]]:
+    if not path.is_file():
+        raise DatasetError(str(path), None, None, "does not exist")
+    objects = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(Problem(str(path), number, None, f"not valid JSON ({exc.msg} at column {exc.colno})"))
+            continue
+        if not isinstance(obj, dict):
+            problems.append(Problem(str(path), number, None, "must be a JSON object"))
+            continue
+        objects.append((number, obj))
+    return objects
+
+
+def _check_fields(path: str, number: int, obj: dict, fields: tuple[str, ...], problems: list[Problem]) -> bool:
+    ok = True
+    for name in fields:
+        if name not in obj:
+            problems.append(Problem(path, number, name, "is missing"))
+            ok = False
+    for name in obj:
+        if name not in fields:
+            problems.append(Problem(path, number, name, f"is not a known field (expected {', '.join(fields)})"))
+            ok = False
+    return ok
+
+
+def _text(path: str, number: int, obj: dict, name: str, problems: list[Problem]) -> bool:
+    if not isinstance(obj.get(name), str) or not obj[name].strip():
+        problems.append(Problem(path, number, name, "must be a non-empty string"))
+        return False
+    return True
+
+
+def _string_list(path: str, number: int, obj: dict, name: str, problems: list[Problem]) -> bool:
+    value = obj.get(name)
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        problems.append(Problem(path, number, name, "must be a non-empty list of non-empty strings"))
+        return False
+    return True
+
+
+def validate_golden(path: str | Path, docs: list[Document] | None = None) -> tuple[list[GoldenRow], list[Problem]]:
+    """Check schema, unique ids, that every context id exists and that every key fact appears verbatim in the
+    row's articles. Returns the good rows and all problems."""
+    path = Path(path)
+    docs = docs if docs is not None else load_knowledge_base()
+    by_id = {d.id: d for d in docs}
+    problems: list[Problem] = []
+    rows: list[GoldenRow] = []
+    seen: dict[str, int] = {}
+    for number, obj in _read_objects(path, problems):
+        before = len(problems)
+        p = str(path)
+        if not _check_fields(p, number, obj, GOLDEN_FIELDS, problems):
+            continue
+        for name in ("id", "question", "ground_truth"):
+            _text(p, number, obj, name, problems)
+        lists_ok = _string_list(p, number, obj, "context_ids", problems) & _string_list(p, number, obj, "key_facts",
+                                                                                        problems)
+        for name, allowed in (("intent", INTENTS), ("category", CATEGORIES), ("difficulty", DIFFICULTIES)):
+            if obj.get(name) not in allowed:
+                problems.append(Problem(p, number, name, f"{obj.get(name)!r} is not one of {', '.join(allowed)}"))
+        if isinstance(obj.get("id"), str):
+            if obj["id"] in seen:
+                problems.append(Problem(p, number, "id", f"{obj['id']!r} is already used by row {seen[obj['id']]}"))
+            else:
+                seen[obj["id"]] = number
+        if lists_ok:
+            missing = [c for c in obj["context_ids"] if c not in by_id]
+            for doc_id in missing:
+                problems.append(Problem(p, number, "context_ids", f"{doc_id!r} is not in the knowledge base"))
+            texts = [by_id[c].text for c in obj["context_ids"] if c in by_id]
+            for fact in obj["key_facts"]:
+                if texts and not any(fact in text for text in texts):
+                    problems.append(Problem(p, number, "key_facts",
+                                            f"{fact!r} does not appear verbatim in {', '.join(obj['context_ids'])}"))
+        if len(problems) == before:
+            rows.append(GoldenRow(obj["id"], obj["question"], obj["ground_truth"], tuple(obj["context_ids"]),
+                                  obj["intent"], obj["category"], obj["difficulty"], tuple(obj["key_facts"])))
+    return rows, problems
+
+
+def validate_redteam(path: str | Path) -> tuple[list[RedTeamRow], list[Problem]]:
+    """Check the red-team set's schema, ids and labels."""
+    path = Path(path)
+    problems: list[Problem] = []
+    rows: list[RedTeamRow] = []
+    seen: dict[str, int] = {}
+    for number, obj in _read_objects(path, problems):
+        before = len(problems)
+        p = str(path)
+        if not _check_fields(p, number, obj, REDTEAM_FIELDS, problems):
+            continue
+        for name in ("id", "prompt", "notes"):
+            _text(p, number, obj, name, problems)
+        for name, allowed in (("attack", ATTACKS), ("expected_behaviour", BEHAVIOURS)):
+            if obj.get(name) not in allowed:
+                problems.append(Problem(p, number, name, f"{obj.get(name)!r} is not one of {', '.join(allowed)}"))
+        if isinstance(obj.get("id"), str):
+            if obj["id"] in seen:
+                problems.append(Problem(p, number, "id", f"{obj['id']!r} is already used by row {seen[obj['id']]}"))
+            else:
+                seen[obj["id"]] = number
+        if len(problems) == before:
+            rows.append(RedTeamRow(**{k: obj[k] for k in REDTEAM_FIELDS}))
+    return rows, problems
+
+
+def load_golden(path: str | Path | None = None, docs: list[Document] | None = None) -> list[GoldenRow]:
+    """The golden rows of ``path`` (default ``data/golden/golden.jsonl``); raises :class:`DatasetInvalid`
+    listing every problem if any row is bad."""
+    path = Path(path) if path else golden_dir() / "golden.jsonl"
+    rows, problems = validate_golden(path, docs)
+    if problems:
+        raise DatasetInvalid(str(path), problems, len(rows))
+    return rows
+
+
+def load_redteam(path: str | Path | None = None) -> list[RedTeamRow]:
+    path = Path(path) if path else golden_dir() / "redteam.jsonl"
+    rows, problems = validate_redteam(path)
+    if problems:
+        raise DatasetInvalid(str(path), problems, len(rows))
+    return rows
+
+
+def stratified_subset(rows: list[GoldenRow], per_category: int = 2) -> list[GoldenRow]:
+    """A small subset with ``per_category`` rows from each category, mixing difficulties, chosen by id order
+    so it is stable across runs (what CI evaluates)."""
+    chosen = []
+    for index, category in enumerate(CATEGORIES):
+        members = sorted((r for r in rows if r.category == category), key=lambda r: r.id)
+        by_difficulty = {d: [r for r in members if r.difficulty == d] for d in DIFFICULTIES}
+        order = DIFFICULTIES[index % 3:] + DIFFICULTIES[: index % 3]  # rotate, so every difficulty shows up
+        picked: list[GoldenRow] = []
+        while len(picked) < min(per_category, len(members)):
+            for difficulty in order:
+                if by_difficulty[difficulty] and len(picked) < per_category:
+                    picked.append(by_difficulty[difficulty].pop(0))
+        chosen.extend(picked)
+    return chosen

@@ -1,0 +1,132 @@
+"""The quality gate on crafted summaries: decisions, messages, written decision files and exit codes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from llmops_helpers.gate import GateInputError, apply_gate, load_rules, load_summary, run_gate
+
+RULES = """
+max_error_rate: 0.1
+slos:
+  - metric: key_fact_recall
+    min: 0.3
+  - metric: latency_p95_s
+    max: 10
+relative:
+  - metric: key_fact_recall
+    max_drop: 0.05
+  - metric: cost_per_request_usd
+    max_rise: 0.10
+"""
+
+
+def summary(tmp_path, name, n_rows=20, n_errors=0, **metrics):
+    folder = tmp_path / name
+    folder.mkdir()
+    base = {"key_fact_recall": 0.5, "latency_p95_s": 4.0, "cost_per_request_usd": 0.001}
+    (folder / "summary.json").write_text(json.dumps({"metrics": {**base, **metrics}, "n_rows": n_rows,
+                                                     "n_errors": n_errors}))
+    return folder
+
+
+@pytest.fixture
+def rules(tmp_path):
+    path = tmp_path / "gates.yaml"
+    path.write_text(RULES)
+    return path
+
+
+def test_pass(tmp_path, rules):
+    decision = run_gate(rules, summary(tmp_path, "cand"), summary(tmp_path, "base"))
+    assert decision.passed and len(decision.results) == 5
+    saved = json.loads((tmp_path / "cand" / "gate_decision.json").read_text())
+    assert saved["passed"] is True and (tmp_path / "cand" / "gate_decision.md").read_text().startswith("### Quality")
+
+
+def test_quality_drop_over_5_percent_fails_and_under_passes(tmp_path, rules):
+    base = summary(tmp_path, "base", key_fact_recall=0.50)
+    assert run_gate(rules, summary(tmp_path, "ok", key_fact_recall=0.476), base).passed  # -4.8%
+    decision = run_gate(rules, summary(tmp_path, "bad", key_fact_recall=0.47), base)  # -6%
+    [failed] = decision.failed
+    assert failed.metric == "key_fact_recall" and failed.threshold == pytest.approx(0.475)
+    assert failed.delta == pytest.approx(-0.06) and failed.baseline == 0.5
+
+
+def test_cost_rise_over_10_percent_fails(tmp_path, rules):
+    base = summary(tmp_path, "base", cost_per_request_usd=0.001)
+    decision = run_gate(rules, summary(tmp_path, "cand", cost_per_request_usd=0.00111), base)
+    assert [r.metric for r in decision.failed] == ["cost_per_request_usd"]
+
+
+def test_errors_never_pass(tmp_path, rules):
+    decision = run_gate(rules, summary(tmp_path, "cand", n_rows=20, n_errors=3), summary(tmp_path, "base"))
+    assert [r.metric for r in decision.failed] == ["error_rate"]
+    assert "3 of 20 rows errored" in decision.failed[0].message
+
+
+def test_missing_metric_fails_loudly(tmp_path, rules):
+    cand = summary(tmp_path, "cand")
+    data = json.loads((cand / "summary.json").read_text())
+    del data["metrics"]["latency_p95_s"]
+    (cand / "summary.json").write_text(json.dumps(data))
+    decision = run_gate(rules, cand, summary(tmp_path, "base"))
+    assert [(r.metric, r.message) for r in decision.failed] == [
+        ("latency_p95_s", "metric missing from the candidate summary")]
+
+
+def test_relative_rules_without_baseline_fail(tmp_path, rules):
+    decision = run_gate(rules, summary(tmp_path, "cand"))
+    assert {r.message for r in decision.failed} == {"no baseline run was given"}
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("{", "not valid JSON"),
+    (json.dumps({"metrics": {}, "n_rows": 3}), "'n_errors' must be a whole number"),
+    (json.dumps({"metrics": [], "n_rows": 3, "n_errors": 0}), "'metrics' must be an object"),
+    (json.dumps({"metrics": {}, "n_rows": 0, "n_errors": 0}), "evaluation of nothing"),
+    (json.dumps({"metrics": {}, "n_rows": 2, "n_errors": 5}), "larger than"),
+])
+def test_unusable_summaries_name_the_file(tmp_path, content, problem):
+    path = tmp_path / "summary.json"
+    path.write_text(content)
+    with pytest.raises(GateInputError, match=problem) as info:
+        load_summary(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("slos: [{metric: f1}]", "must set max or min"),
+    ("slos: [{min: 0.3}]", "needs a 'metric'"),
+    ("relative: [{metric: f1, max_drop: lots}]", "must be a number"),
+    ("thresholds: []", "unknown section"),
+    ("max_error_rate: 2", "from 0 to 1"),
+])
+def test_bad_rules_name_the_file(tmp_path, content, problem):
+    path = tmp_path / "gates.yaml"
+    path.write_text(content)
+    with pytest.raises(GateInputError, match=problem) as info:
+        load_rules(path)
+    assert str(path) in str(info.value)
+
+
+def test_zero_baseline_cost_does_not_divide_by_zero():
+    rules = {"relative": [{"metric": "cost_per_request_usd", "max_rise": 0.1}]}
+    cand = {"metrics": {"cost_per_request_usd": 0.0}, "n_rows": 5, "n_errors": 0}
+    assert apply_gate(rules, cand, cand).passed
+
+
+def test_cli_exit_codes(tmp_path, rules):
+    def gate(*args):
+        return subprocess.run([sys.executable, "-m", "llmops_helpers.cli", "gate", "--rules", str(rules), *args],
+                              capture_output=True, text=True, check=False)
+
+    base = summary(tmp_path, "base")
+    passed = gate("--candidate", str(summary(tmp_path, "good")), "--baseline", str(base))
+    failed = gate("--candidate", str(summary(tmp_path, "worse", key_fact_recall=0.2)), "--baseline", str(base))
+    unusable = gate("--candidate", str(tmp_path / "nowhere"), "--baseline", str(base))
+    assert (passed.returncode, failed.returncode, unusable.returncode) == (0, 1, 2)
+    assert "FAILED key_fact_recall >= 0.3: observed 0.2, threshold 0.3" in failed.stderr
+    assert "nowhere" in unusable.stderr

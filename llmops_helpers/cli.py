@@ -182,6 +182,18 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return 0 if decision.passed else 1
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_support_agent
+
+    judges = tuple(j for j in args.judges.split(",") if j and j != "none")
+    out = Path(args.out) if args.out else build_dir() / "runs" / f"{args.variant}-{Path(args.data).stem}"
+    summary = evaluate_support_agent(args.data, out, variant=args.variant, sample=args.sample, judges=judges,
+                                     concurrency=args.concurrency, top_k=args.top_k)
+    print(json.dumps({k: summary[k] for k in ("metrics", "n_rows", "n_errors")}, indent=2))
+    print(f"Run folder: {out}")
+    return 0
+
+
 def cmd_validate_data(args: argparse.Namespace) -> int:
     from .golden import golden_dir, validate_golden, validate_redteam
 
@@ -241,6 +253,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", help="a baseline run folder or summary.json, for the relative rules")
     p.add_argument("--out", help="where gate_decision.json/.md go (default: the candidate's folder)")
     p.set_defaults(func=cmd_gate)
+
+    p = sub.add_parser("eval", help="evaluate the support agent on golden rows into a run folder (resumable)")
+    p.add_argument("--data", default=str(kit_root() / "data" / "golden" / "ci.jsonl"),
+                   help="golden JSONL (default: the CI subset data/golden/ci.jsonl)")
+    p.add_argument("--variant", default="grounded", help="prompt variant: prompts/answer_<variant>.prompty")
+    p.add_argument("--sample", type=int, help="evaluate only the first N rows")
+    p.add_argument("--out", help="run folder (default build/runs/<variant>-<data>); an existing one resumes")
+    p.add_argument("--judges", default="groundedness",
+                   help="comma-separated LLM judges (groundedness,relevance,coherence,fluency,similarity) or none")
+    p.add_argument("--concurrency", type=int, help="parallel requests (default 1 for local, 4 for hosted)")
+    p.add_argument("--top-k", type=int, default=0, help="articles per prompt (default: config.yaml)")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("validate-data", help="check every golden and red-team file, listing every problem")
     p.add_argument("--folder", help="folder of .jsonl files (default: data/golden)")

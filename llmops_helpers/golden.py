@@ -121,8 +121,8 @@ def _string_list(path: str, number: int, obj: dict, name: str, problems: list[Pr
 
 
 def validate_golden(path: str | Path, docs: list[Document] | None = None) -> tuple[list[GoldenRow], list[Problem]]:
-    """Check schema, unique ids, that every context id exists and that every key fact appears verbatim in the
-    row's articles. Returns the good rows and all problems."""
+    """Check schema, unique ids, that every context id exists, that every key fact appears verbatim in the row's
+    articles and in its ground truth (a correct answer must contain it). Returns the good rows and all problems."""
     path = Path(path)
     docs = docs if docs is not None else load_knowledge_base()
     by_id = {d.id: d for d in docs}
@@ -151,10 +151,14 @@ def validate_golden(path: str | Path, docs: list[Document] | None = None) -> tup
             for doc_id in missing:
                 problems.append(Problem(p, number, "context_ids", f"{doc_id!r} is not in the knowledge base"))
             texts = [by_id[c].text for c in obj["context_ids"] if c in by_id]
+            truth = " ".join(str(obj.get("ground_truth", "")).casefold().split())
             for fact in obj["key_facts"]:
                 if texts and not any(fact in text for text in texts):
                     problems.append(Problem(p, number, "key_facts",
                                             f"{fact!r} does not appear verbatim in {', '.join(obj['context_ids'])}"))
+                if " ".join(fact.casefold().split()) not in truth:
+                    problems.append(Problem(p, number, "ground_truth",
+                                            f"does not contain the key fact {fact!r} (a correct answer must)"))
         if len(problems) == before:
             rows.append(GoldenRow(obj["id"], obj["question"], obj["ground_truth"], tuple(obj["context_ids"]),
                                   obj["intent"], obj["category"], obj["difficulty"], tuple(obj["key_facts"])))

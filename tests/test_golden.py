@@ -36,12 +36,13 @@ def test_every_problem_is_reported_with_row_and_field(tmp_path):
         {k: v for k, v in GOOD.items() if k != "ground_truth"} | {"id": "g7"},
         {**GOOD, "id": "g8", "colour": "blue"},
         {**GOOD, "id": "g9", "key_facts": []},
+        {**GOOD, "id": "g10", "ground_truth": "Within a week."},
     ]
     good, problems = validate_golden(write(tmp_path, rows), DOCS)
     found = {(p.row, p.field) for p in problems}
     assert [r.id for r in good] == ["g1"]
     assert {(2, "id"), (3, "context_ids"), (4, "key_facts"), (5, None), (6, "intent"), (6, "difficulty"),
-            (7, "ground_truth"), (8, "colour"), (9, "key_facts")} <= found
+            (7, "ground_truth"), (8, "colour"), (9, "key_facts"), (10, "ground_truth")} <= found
     with pytest.raises(DatasetInvalid) as info:
         load_golden(tmp_path / "golden.jsonl", DOCS)
     message = str(info.value)

@@ -1,0 +1,104 @@
+"""LLM judges: groundedness, relevance, coherence, fluency and similarity, each a 1–5 score with a short reason.
+
+Judges ask for a JSON-schema response and parse it strictly: anything that is not a JSON object with an integer
+``score`` from 1 to 5 raises :class:`JudgeError`, which the evaluation records as an error row (a failure), never a
+silently dropped score. (promptflow's sample evaluators read the first digit they find; we do not.)
+
+What a 135M judge can tell you: almost nothing about meaning. It returns valid JSON every time (the schema
+forces the shape), but its scores barely track quality and its reasons are often empty. Use it to exercise the
+pipeline offline; set ``LLMOPS_JUDGE_PROVIDER`` / ``LLMOPS_JUDGE_MODEL`` to judge with a capable model."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import LLMOpsError
+
+JUDGE_SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "judgement",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {"score": {"type": "integer", "minimum": 1, "maximum": 5},
+                           "reason": {"type": "string", "maxLength": 100}},
+            "required": ["score", "reason"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+RUBRICS = {
+    "groundedness": ("Is every claim in the ANSWER supported by the CONTEXT articles? 5 = fully supported; "
+                     "3 = partly supported; 1 = contradicts the context or invents facts.", ("context", "answer")),
+    "relevance": ("Does the ANSWER address the customer's QUESTION? 5 = directly and completely; 3 = partly; "
+                  "1 = off topic.", ("question", "answer")),
+    "coherence": ("Is the ANSWER logically organised and consistent? 5 = clear and consistent; 1 = contradictory "
+                  "or rambling.", ("question", "answer")),
+    "fluency": ("Is the ANSWER well-written, grammatical English? 5 = fluent; 1 = broken or repetitive.",
+                ("answer",)),
+    "similarity": ("Does the ANSWER say the same as the GROUND TRUTH? 5 = same meaning and facts; 3 = partly; "
+                   "1 = different or contradictory.", ("question", "ground_truth", "answer")),
+}
+JUDGES = tuple(RUBRICS)
+
+
+class JudgeError(LLMOpsError):
+    """A judge's reply could not be used as a score."""
+
+
+@dataclass(frozen=True)
+class Judgement:
+    name: str
+    score: int
+    reason: str
+
+
+def parse_judgement(name: str, text: str | None) -> Judgement:
+    """Strictly parse ``{"score": 1..5, "reason": "..."}``; raise :class:`JudgeError` otherwise."""
+    if not text or not text.strip():
+        raise JudgeError(f"judge '{name}' returned an empty reply")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        raise JudgeError(f"judge '{name}' returned non-JSON: {text[:80]!r}") from None
+    if not isinstance(data, dict) or "score" not in data:
+        raise JudgeError(f"judge '{name}' returned no 'score': {text[:80]!r}")
+    score = data["score"]
+    if isinstance(score, bool) or not isinstance(score, int):
+        raise JudgeError(f"judge '{name}' returned a non-integer score {score!r}")
+    if not 1 <= score <= 5:
+        raise JudgeError(f"judge '{name}' returned {score}, outside 1–5")
+    reason = data.get("reason", "")
+    return Judgement(name, score, reason.strip() if isinstance(reason, str) else "")
+
+
+def judge_messages(name: str, **fields: str | None) -> list[dict[str, str]]:
+    rubric, needs = RUBRICS[name]
+    missing = [f for f in needs if not fields.get(f)]
+    if missing:
+        raise JudgeError(f"judge '{name}' needs {', '.join(missing)}")
+    body = "\n\n".join(f"{field.upper().replace('_', ' ')}:\n{fields[field]}" for field in needs)
+    return [{"role": "system", "content": f"You grade a telco customer-support answer. {rubric} "
+             "Reply with JSON: an integer score from 1 to 5 and a one-sentence reason."},
+            {"role": "user", "content": body}]
+
+
+def judge(connection: Any, name: str, **fields: str | None) -> Judgement:
+    """Run one judge through ``connection`` (any provider) at temperature 0."""
+    response = connection.client.chat.completions.create(
+        model=connection.model, messages=judge_messages(name, **fields), max_tokens=160, temperature=0,
+        response_format=JUDGE_SCHEMA,
+    )
+    return parse_judgement(name, response.choices[0].message.content)
+
+
+def judge_connection():
+    """The judges' own connection: ``LLMOPS_JUDGE_PROVIDER`` / ``LLMOPS_JUDGE_MODEL``, else the app's provider."""
+    from .llm import connect
+
+    return connect(os.environ.get("LLMOPS_JUDGE_PROVIDER") or None, model=os.environ.get("LLMOPS_JUDGE_MODEL") or None)

@@ -194,6 +194,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_runs, write_report
+
+    comparison = compare_runs(args.base, args.candidate, args.primary)
+    gate_file = Path(args.candidate) / "gate_decision.md"
+    paths = write_report(comparison, args.out or Path(args.candidate) / "compare",
+                         gate_file.read_text(encoding="utf-8") if gate_file.is_file() else "")
+    print(paths["markdown"].read_text(encoding="utf-8"))
+    print("Wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
 def cmd_validate_data(args: argparse.Namespace) -> int:
     from .golden import golden_dir, validate_golden, validate_redteam
 
@@ -265,6 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, help="parallel requests (default 1 for local, 4 for hosted)")
     p.add_argument("--top-k", type=int, default=0, help="articles per prompt (default: config.yaml)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("compare", help="compare two run folders: deltas with bootstrap intervals, slices, report")
+    p.add_argument("base", help="the baseline run folder")
+    p.add_argument("candidate", help="the candidate run folder")
+    p.add_argument("--primary", help="metric for slices and 'rows that got worse' (default key_fact_recall)")
+    p.add_argument("--out", help="report folder (default <candidate>/compare)")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("validate-data", help="check every golden and red-team file, listing every problem")
     p.add_argument("--folder", help="folder of .jsonl files (default: data/golden)")

@@ -1,0 +1,232 @@
+"""Compare two evaluation runs: per-metric deltas with paired-bootstrap 95% intervals, per-category slices,
+the rows that got worse, and a report (markdown for a PR comment, HTML with plots)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .evaluation import read_rows
+from .gate import GateInputError, load_summary
+
+GITHUB_COMMENT_LIMIT = 65_536
+QUALITY_ORDER = ("key_fact_recall", "token_f1", "judge_groundedness", "judge_similarity", "exact_match")
+
+
+@dataclass
+class MetricDelta:
+    metric: str
+    base: float | None
+    candidate: float | None
+    delta: float | None
+    ci_low: float | None
+    ci_high: float | None
+    paired_rows: int
+
+    @property
+    def significant(self) -> bool:
+        return self.ci_low is not None and (self.ci_low > 0 or self.ci_high < 0)
+
+
+@dataclass
+class Comparison:
+    base: str
+    candidate: str
+    deltas: list[MetricDelta] = field(default_factory=list)
+    by_category: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    worse_rows: list[dict[str, Any]] = field(default_factory=list)
+    primary: str = ""
+    base_summary: dict[str, Any] = field(default_factory=dict)
+    candidate_summary: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        return json.dumps({k: v for k, v in data.items() if not k.endswith("_summary")}, indent=2)
+
+
+def _run_rows(folder: Path) -> dict[str, dict]:
+    rows = read_rows(folder / "rows.jsonl")
+    if not rows:
+        raise GateInputError(f"{folder / 'rows.jsonl'}: no rows; is {folder} an evaluation run folder?")
+    return {r["id"]: r for r in rows if "id" in r}
+
+
+def bootstrap_interval(diffs: list[float], samples: int = 2000, seed: int = 0) -> tuple[float, float] | None:
+    """95% interval of the mean of paired differences, by resampling rows (deterministic seed)."""
+    if len(diffs) < 2:
+        return None
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    values = np.asarray(diffs, dtype=float)
+    means = values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def compare_runs(base_dir: str | Path, candidate_dir: str | Path, primary: str | None = None) -> Comparison:
+    base_dir, candidate_dir = Path(base_dir), Path(candidate_dir)
+    base_summary, _ = load_summary(base_dir)
+    cand_summary, _ = load_summary(candidate_dir)
+    base_rows, cand_rows = _run_rows(base_dir), _run_rows(candidate_dir)
+    shared = sorted(set(base_rows) & set(cand_rows))
+    names = sorted(set(base_summary["metrics"]) | set(cand_summary["metrics"]))
+    deltas = []
+    for name in names:
+        pairs = [(base_rows[i]["scores"][name], cand_rows[i]["scores"][name]) for i in shared
+                 if not base_rows[i].get("error") and not cand_rows[i].get("error")
+                 and name in base_rows[i].get("scores", {}) and name in cand_rows[i].get("scores", {})]
+        base_value, cand_value = base_summary["metrics"].get(name), cand_summary["metrics"].get(name)
+        interval = bootstrap_interval([c - b for b, c in pairs]) if pairs else None
+        delta = None if base_value is None or cand_value is None else cand_value - base_value
+        deltas.append(MetricDelta(name, base_value, cand_value, delta, *(interval or (None, None)), len(pairs)))
+    primary = primary or next((m for m in QUALITY_ORDER if m in names), names[0] if names else "")
+    worse = []
+    for row_id in shared:
+        base_row, cand_row = base_rows[row_id], cand_rows[row_id]
+        if cand_row.get("error") and not base_row.get("error"):
+            worse.append({"id": row_id, "question": cand_row.get("question"), "base": None, "candidate": None,
+                          "why": f"now errors: {cand_row['error']}"})
+            continue
+        b, c = base_row.get("scores", {}).get(primary), cand_row.get("scores", {}).get(primary)
+        if b is not None and c is not None and c < b:
+            worse.append({"id": row_id, "question": cand_row.get("question"), "base": b, "candidate": c,
+                          "why": f"{primary} {b:.2f} → {c:.2f}"})
+    categories = sorted(set(base_summary.get("by_category", {})) | set(cand_summary.get("by_category", {})))
+    by_category = {}
+    for category in categories:
+        b = base_summary.get("by_category", {}).get(category, {}).get(primary)
+        c = cand_summary.get("by_category", {}).get(category, {}).get(primary)
+        by_category[category] = {"base": b, "candidate": c, "delta": None if b is None or c is None else c - b}
+    return Comparison(str(base_dir), str(candidate_dir), deltas, by_category, worse, primary, base_summary,
+                      cand_summary)
+
+
+def _f(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "—"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def to_markdown(comparison: Comparison, gate_markdown: str = "", limit: int = GITHUB_COMMENT_LIMIT - 1_000) -> str:
+    """A PR-comment report, trimmed (worse rows first) to stay under GitHub's comment limit."""
+    b, c = comparison.base_summary, comparison.candidate_summary
+    head = [
+        "## Evaluation: candidate vs baseline", "",
+        f"Rows: baseline {b.get('n_rows')} ({b.get('n_errors')} errors), candidate {c.get('n_rows')} "
+        f"({c.get('n_errors')} errors). Intervals: paired bootstrap, 95%.", "",
+        "| metric | baseline | candidate | delta | 95% interval | |", "|---|---|---|---|---|---|",
+    ]
+    for d in comparison.deltas:
+        interval = "—" if d.ci_low is None else f"[{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
+        flag = ("▲" if d.ci_low > 0 else "▼") if d.significant else ""
+        head.append(f"| {d.metric} | {_f(d.base)} | {_f(d.candidate)} | {_f(d.delta, True)} | {interval} | {flag} |")
+    head += ["", f"### By category ({comparison.primary})", "", "| category | baseline | candidate | delta |",
+             "|---|---|---|---|"]
+    head += [f"| {k} | {_f(v['base'])} | {_f(v['candidate'])} | {_f(v['delta'], True)} |"
+             for k, v in comparison.by_category.items()]
+    tail = ["", gate_markdown] if gate_markdown else []
+    rows = [f"| {w['id']} | {str(w['question'])[:90]} | {w['why']} |" for w in comparison.worse_rows]
+    section = ["", f"### Rows that got worse ({len(rows)})", "", "| id | question | change |", "|---|---|---|"]
+    text = "\n".join(head + section + rows + tail) + "\n"
+    while len(text) > limit and rows:
+        rows = rows[: len(rows) // 2]
+        note = [f"| … | {len(comparison.worse_rows) - len(rows)} more rows in comparison.json | |"]
+        text = "\n".join(head + section + rows + note + tail) + "\n"
+    return text
+
+
+def plots(comparison: Comparison, base_dir: Path, candidate_dir: Path):
+    """Metric bars with intervals, a latency histogram and cost per request: one figure."""
+    import matplotlib.pyplot as plt
+
+    quality = [d for d in comparison.deltas if d.base is not None and d.candidate is not None
+               and not d.metric.startswith(("latency", "cost", "tokens")) and not d.metric.startswith("judge_")]
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(13, 3.8))
+    x = range(len(quality))
+    left.bar([i - 0.2 for i in x], [d.base for d in quality], width=0.4, label="baseline")
+    errors = [[d.candidate - (d.base + d.ci_low) if d.ci_low is not None else 0 for d in quality],
+              [(d.base + d.ci_high) - d.candidate if d.ci_high is not None else 0 for d in quality]]
+    left.bar([i + 0.2 for i in x], [d.candidate for d in quality], width=0.4, label="candidate",
+             yerr=[[max(0, e) for e in errors[0]], [max(0, e) for e in errors[1]]], capsize=3)
+    left.set_xticks(list(x), [d.metric for d in quality], rotation=30, ha="right")
+    left.set_title("Quality metrics (candidate with 95% interval)")
+    left.set_ylabel("mean score (0–1)")
+    left.legend()
+    for label, folder in (("baseline", base_dir), ("candidate", candidate_dir)):
+        latencies = [r["latency_s"] for r in read_rows(folder / "rows.jsonl") if r.get("latency_s") is not None]
+        middle.hist(latencies, bins=10, alpha=0.6, label=label)
+    middle.set_title("Latency per row")
+    middle.set_xlabel("seconds")
+    middle.set_ylabel("rows")
+    middle.legend()
+    costs = [comparison.base_summary["metrics"].get("cost_per_request_usd") or 0,
+             comparison.candidate_summary["metrics"].get("cost_per_request_usd") or 0]
+    right.bar(["baseline", "candidate"], costs, color=["#9ecae1", "#fdae6b"])
+    right.set_title("Cost per request")
+    right.set_ylabel("USD")
+    fig.tight_layout()
+    return fig
+
+
+def write_report(comparison: Comparison, out_dir: str | Path, gate_markdown: str = "") -> dict[str, Path]:
+    """``comparison.json``, ``report.md`` (PR comment), ``report.html`` (with the plots) and ``report.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    markdown = to_markdown(comparison, gate_markdown)
+    fig = plots(comparison, Path(comparison.base), Path(comparison.candidate))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    fig.savefig(out / "report.png", bbox_inches="tight")
+    plt.close(fig)
+    image = base64.b64encode(buffer.getvalue()).decode()
+    html = _html(markdown, image)
+    paths = {"json": out / "comparison.json", "markdown": out / "report.md", "html": out / "report.html",
+             "png": out / "report.png"}
+    paths["json"].write_text(comparison.to_json() + "\n", encoding="utf-8")
+    paths["markdown"].write_text(markdown, encoding="utf-8")
+    paths["html"].write_text(html, encoding="utf-8")
+    return paths
+
+
+def _html(markdown: str, image_b64: str) -> str:
+    """A self-contained HTML page: the markdown tables rendered as tables, then the plots."""
+    import html as html_lib
+
+    parts, table = [], []
+
+    def flush() -> None:
+        if table:
+            cells = [[html_lib.escape(c.strip()) for c in line.strip("|").split("|")] for line in table
+                     if not set(line.replace("|", "").strip()) <= {"-"}]
+            header, *body = cells
+            parts.append("<table><tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>"
+                         + "".join("<tr>" + "".join(f"<td>{v}</td>" for v in row) + "</tr>" for row in body)
+                         + "</table>")
+            table.clear()
+
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            parts.append(f"<h{level}>{html_lib.escape(line.lstrip('# '))}</h{level}>")
+        elif line.strip():
+            parts.append(f"<p>{html_lib.escape(line)}</p>")
+    flush()
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
+             "margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Evaluation report</title><style>{style}"
+            f"</style></head><body>{''.join(parts)}<img alt='plots' src='data:image/png;base64,{image_b64}'>"
+            "</body></html>\n")
+

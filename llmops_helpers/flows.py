@@ -159,6 +159,25 @@ def flatten_details(details):
     return frame
 
 
+EVAL_COLUMNS = {
+    "question": "${data.question}", "answer": "${run.outputs.answer}", "context_ids": "${run.outputs.context_ids}",
+    "intent": "${run.outputs.intent}", "ground_truth": "${data.ground_truth}", "key_facts": "${data.key_facts}",
+    "expected_context_ids": "${data.context_ids}", "expected_intent": "${data.intent}",
+}
+
+
+def evaluate_run(app_run: Any, data: str | Path, *, name: str | None = None):
+    """Score a finished app run with the evaluation flow (``pf.run(..., run=app_run)``); returns
+    ``(eval_run, metrics)`` where metrics come from the flow's ``__aggregate__``."""
+    from promptflow.client import PFClient
+
+    pf = PFClient()
+    with _quiet_promptflow(1):
+        run = pf.run(flow=str(kit_root() / "flows" / "evaluate_support_agent"), data=str(data), run=app_run,
+                     column_mapping=EVAL_COLUMNS, name=name)
+    return run, pf.get_metrics(run)
+
+
 def use_provider(provider: str | None):
     """Make ``provider`` the one this process *and the flow's worker processes* use (``LLMOPS_PROVIDER``),
     and connect to it (for ``local`` this starts the embedded model that the workers then share)."""

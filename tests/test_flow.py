@@ -95,3 +95,21 @@ def test_flatten_details_spreads_dict_outputs():
 
     frame = flatten_details(pd.DataFrame({"inputs.question": ["q"], "outputs.usage": [{"total_tokens": 3}]}))
     assert list(frame.columns) == ["question", "usage.total_tokens"]
+
+
+def test_promptflow_evaluation_run_reuses_the_kit_evaluators(tmp_path):
+    from llmops_helpers.golden import golden_dir
+
+    rows = read_jsonl(golden_dir() / "ci.jsonl")[:2]
+    data = write_jsonl(rows, tmp_path / "golden2.jsonl")
+    run = _run_script(f'''
+        from llmops_helpers.flows import evaluate_run, run_batch
+        if __name__ == "__main__":
+            app_run, _ = run_batch({str(FLOW)!r}, {str(data)!r}, progress=False)
+            eval_run, metrics = evaluate_run(app_run, {str(data)!r})
+            print("EVAL", eval_run.status, sorted(metrics))
+    ''')
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert ("EVAL Completed ['exact_match', 'intent_accuracy', 'key_fact_recall', 'recall_at_k', 'token_f1']"
+            in run.stdout)
+    assert not service_running()

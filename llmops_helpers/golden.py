@@ -120,25 +120,21 @@ def _string_list(path: str, number: int, obj: dict, name: str, problems: list[Pr
     return True
 
 
-def validate_golden(path: str | Path, docs: list[Document] | None = None) -> tuple[list[GoldenRow], list[Problem]]:
-    """Check schema, unique ids, that every context id exists, that every key fact appears verbatim in the row's
-    articles and in its ground truth (a correct answer must contain it). Returns the good rows and all problems."""
-    path = Path(path)
-    docs = docs if docs is not None else load_knowledge_base()
-    by_id = {d.id: d for d in docs}
+def _validate_rows(path: Path, fields: tuple[str, ...], text_fields: tuple[str, ...],
+                   enums: tuple[tuple[str, tuple[str, ...]], ...], build, extra=None) -> tuple[list, list[Problem]]:
+    """The checks every data file shares (fields, non-empty texts, allowed labels, unique ids), then ``extra``;
+    a row with no problem is turned into a record by ``build``."""
     problems: list[Problem] = []
-    rows: list[GoldenRow] = []
+    rows: list = []
     seen: dict[str, int] = {}
+    p = str(path)
     for number, obj in _read_objects(path, problems):
         before = len(problems)
-        p = str(path)
-        if not _check_fields(p, number, obj, GOLDEN_FIELDS, problems):
+        if not _check_fields(p, number, obj, fields, problems):
             continue
-        for name in ("id", "question", "ground_truth"):
+        for name in text_fields:
             _text(p, number, obj, name, problems)
-        lists_ok = _string_list(p, number, obj, "context_ids", problems) & _string_list(p, number, obj, "key_facts",
-                                                                                        problems)
-        for name, allowed in (("intent", INTENTS), ("category", CATEGORIES), ("difficulty", DIFFICULTIES)):
+        for name, allowed in enums:
             if obj.get(name) not in allowed:
                 problems.append(Problem(p, number, name, f"{obj.get(name)!r} is not one of {', '.join(allowed)}"))
         if isinstance(obj.get("id"), str):
@@ -146,49 +142,49 @@ def validate_golden(path: str | Path, docs: list[Document] | None = None) -> tup
                 problems.append(Problem(p, number, "id", f"{obj['id']!r} is already used by row {seen[obj['id']]}"))
             else:
                 seen[obj["id"]] = number
-        if lists_ok:
-            missing = [c for c in obj["context_ids"] if c not in by_id]
-            for doc_id in missing:
-                problems.append(Problem(p, number, "context_ids", f"{doc_id!r} is not in the knowledge base"))
-            texts = [by_id[c].text for c in obj["context_ids"] if c in by_id]
-            truth = " ".join(str(obj.get("ground_truth", "")).casefold().split())
-            for fact in obj["key_facts"]:
-                if texts and not any(fact in text for text in texts):
-                    problems.append(Problem(p, number, "key_facts",
-                                            f"{fact!r} does not appear verbatim in {', '.join(obj['context_ids'])}"))
-                if " ".join(fact.casefold().split()) not in truth:
-                    problems.append(Problem(p, number, "ground_truth",
-                                            f"does not contain the key fact {fact!r} (a correct answer must)"))
+        if extra is not None:
+            extra(p, number, obj, problems)
         if len(problems) == before:
-            rows.append(GoldenRow(obj["id"], obj["question"], obj["ground_truth"], tuple(obj["context_ids"]),
-                                  obj["intent"], obj["category"], obj["difficulty"], tuple(obj["key_facts"])))
+            rows.append(build(obj))
     return rows, problems
+
+
+def validate_golden(path: str | Path, docs: list[Document] | None = None) -> tuple[list[GoldenRow], list[Problem]]:
+    """Check schema, unique ids, that every context id exists, that every key fact appears verbatim in the row's
+    articles and in its ground truth (a correct answer must contain it). Returns the good rows and all problems."""
+    docs = docs if docs is not None else load_knowledge_base()
+    by_id = {d.id: d for d in docs}
+
+    def grounded(p: str, number: int, obj: dict, problems: list[Problem]) -> None:
+        lists_ok = _string_list(p, number, obj, "context_ids", problems)
+        lists_ok &= _string_list(p, number, obj, "key_facts", problems)
+        if not lists_ok:
+            return
+        for doc_id in (c for c in obj["context_ids"] if c not in by_id):
+            problems.append(Problem(p, number, "context_ids", f"{doc_id!r} is not in the knowledge base"))
+        texts = [by_id[c].text for c in obj["context_ids"] if c in by_id]
+        truth = " ".join(str(obj.get("ground_truth", "")).casefold().split())
+        for fact in obj["key_facts"]:
+            if texts and not any(fact in text for text in texts):
+                problems.append(Problem(p, number, "key_facts",
+                                        f"{fact!r} does not appear verbatim in {', '.join(obj['context_ids'])}"))
+            if " ".join(fact.casefold().split()) not in truth:
+                problems.append(Problem(p, number, "ground_truth",
+                                        f"does not contain the key fact {fact!r} (a correct answer must)"))
+
+    def build(obj: dict) -> GoldenRow:
+        return GoldenRow(obj["id"], obj["question"], obj["ground_truth"], tuple(obj["context_ids"]), obj["intent"],
+                         obj["category"], obj["difficulty"], tuple(obj["key_facts"]))
+
+    enums = (("intent", INTENTS), ("category", CATEGORIES), ("difficulty", DIFFICULTIES))
+    return _validate_rows(Path(path), GOLDEN_FIELDS, ("id", "question", "ground_truth"), enums, build, grounded)
 
 
 def validate_redteam(path: str | Path) -> tuple[list[RedTeamRow], list[Problem]]:
     """Check the red-team set's schema, ids and labels."""
-    path = Path(path)
-    problems: list[Problem] = []
-    rows: list[RedTeamRow] = []
-    seen: dict[str, int] = {}
-    for number, obj in _read_objects(path, problems):
-        before = len(problems)
-        p = str(path)
-        if not _check_fields(p, number, obj, REDTEAM_FIELDS, problems):
-            continue
-        for name in ("id", "prompt", "notes"):
-            _text(p, number, obj, name, problems)
-        for name, allowed in (("attack", ATTACKS), ("expected_behaviour", BEHAVIOURS)):
-            if obj.get(name) not in allowed:
-                problems.append(Problem(p, number, name, f"{obj.get(name)!r} is not one of {', '.join(allowed)}"))
-        if isinstance(obj.get("id"), str):
-            if obj["id"] in seen:
-                problems.append(Problem(p, number, "id", f"{obj['id']!r} is already used by row {seen[obj['id']]}"))
-            else:
-                seen[obj["id"]] = number
-        if len(problems) == before:
-            rows.append(RedTeamRow(**{k: obj[k] for k in REDTEAM_FIELDS}))
-    return rows, problems
+    enums = (("attack", ATTACKS), ("expected_behaviour", BEHAVIOURS))
+    return _validate_rows(Path(path), REDTEAM_FIELDS, ("id", "prompt", "notes"), enums,
+                          lambda obj: RedTeamRow(**{k: obj[k] for k in REDTEAM_FIELDS}))
 
 
 def load_golden(path: str | Path | None = None, docs: list[Document] | None = None) -> list[GoldenRow]:

@@ -82,33 +82,23 @@ def test_relative_rules_without_baseline_fail(tmp_path, rules):
     assert {r.message for r in decision.failed} == {"no baseline run was given"}
 
 
-@pytest.mark.parametrize("content, problem", [
-    ("{", "not valid JSON"),
-    (json.dumps({"metrics": {}, "n_rows": 3}), "'n_errors' must be a whole number"),
-    (json.dumps({"metrics": [], "n_rows": 3, "n_errors": 0}), "'metrics' must be an object"),
-    (json.dumps({"metrics": {}, "n_rows": 0, "n_errors": 0}), "evaluation of nothing"),
-    (json.dumps({"metrics": {}, "n_rows": 2, "n_errors": 5}), "larger than"),
+@pytest.mark.parametrize("loader, name, content, problem", [
+    (load_summary, "summary.json", "{", "not valid JSON"),
+    (load_summary, "summary.json", json.dumps({"metrics": {}, "n_rows": 3}), "'n_errors' must be a whole number"),
+    (load_summary, "summary.json", json.dumps({"metrics": [], "n_rows": 3, "n_errors": 0}), "'metrics' must be"),
+    (load_summary, "summary.json", json.dumps({"metrics": {}, "n_rows": 0, "n_errors": 0}), "evaluation of nothing"),
+    (load_summary, "summary.json", json.dumps({"metrics": {}, "n_rows": 2, "n_errors": 5}), "larger than"),
+    (load_rules, "gates.yaml", "slos: [{metric: f1}]", "must set max or min"),
+    (load_rules, "gates.yaml", "slos: [{min: 0.3}]", "needs a 'metric'"),
+    (load_rules, "gates.yaml", "relative: [{metric: f1, max_drop: lots}]", "must be a number"),
+    (load_rules, "gates.yaml", "thresholds: []", "unknown section"),
+    (load_rules, "gates.yaml", "max_error_rate: 2", "from 0 to 1"),
 ])
-def test_unusable_summaries_name_the_file(tmp_path, content, problem):
-    path = tmp_path / "summary.json"
+def test_unusable_input_names_the_file(tmp_path, loader, name, content, problem):
+    path = tmp_path / name
     path.write_text(content)
     with pytest.raises(GateInputError, match=problem) as info:
-        load_summary(path)
-    assert str(path) in str(info.value)
-
-
-@pytest.mark.parametrize("content, problem", [
-    ("slos: [{metric: f1}]", "must set max or min"),
-    ("slos: [{min: 0.3}]", "needs a 'metric'"),
-    ("relative: [{metric: f1, max_drop: lots}]", "must be a number"),
-    ("thresholds: []", "unknown section"),
-    ("max_error_rate: 2", "from 0 to 1"),
-])
-def test_bad_rules_name_the_file(tmp_path, content, problem):
-    path = tmp_path / "gates.yaml"
-    path.write_text(content)
-    with pytest.raises(GateInputError, match=problem) as info:
-        load_rules(path)
+        loader(path)
     assert str(path) in str(info.value)
 
 

@@ -11,6 +11,7 @@ model, provider, dataset hash)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import statistics
@@ -29,12 +30,27 @@ from .paths import kit_root
 
 Evaluator = Callable[[GoldenRow, dict], float]
 
+@functools.lru_cache(maxsize=1)
+def _articles_and_stopwords() -> tuple[dict[str, str], frozenset[str]]:
+    from .retrieval import stopwords
+
+    return {doc.id: f"{doc.title}\n{doc.text}" for doc in load_knowledge_base()}, frozenset(stopwords())
+
+
+def context_overlap(row: GoldenRow, output: dict) -> float:
+    """Share of the answer's content words found in the articles the app retrieved (see metrics.context_overlap)."""
+    articles, stop = _articles_and_stopwords()
+    texts = [articles[i] for i in output.get("context_ids", []) if i in articles]
+    return metrics.context_overlap(output["answer"], texts, stop)
+
+
 DEFAULT_EVALUATORS: dict[str, Evaluator] = {
     "exact_match": lambda row, out: metrics.exact_match(out["answer"], row.ground_truth),
     "token_f1": lambda row, out: metrics.token_f1(out["answer"], row.ground_truth),
     "key_fact_recall": lambda row, out: metrics.key_fact_recall(out["answer"], row.key_facts),
     "intent_accuracy": lambda row, out: metrics.intent_accuracy(out.get("intent", ""), row.intent),
     "recall_at_k": lambda row, out: metrics.recall_at_k(out.get("context_ids", []), row.context_ids),
+    "context_overlap": context_overlap,
 }
 
 

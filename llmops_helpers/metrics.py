@@ -63,3 +63,22 @@ def recall_at_k(retrieved_ids: Sequence[str], expected_ids: Iterable[str], k: in
         raise ValueError("recall_at_k needs at least one expected id")
     top = list(retrieved_ids)[: k if k is not None else None]
     return len(expected & set(top)) / len(expected)
+
+
+_WORD = re.compile(r"[a-z0-9€£$]+(?:[.,][0-9]+)?")
+
+
+def content_words(text: str, stop: set[str] | frozenset[str] = frozenset()) -> list[str]:
+    """Lower-case word and number tokens (``€19.99`` stays whole), without stop words and 1-letter tokens."""
+    return [w for w in _WORD.findall(text.lower()) if len(w) > 1 and w not in stop]
+
+
+def context_overlap(answer: str, context_texts: Iterable[str], stop: set[str] | frozenset[str] = frozenset()) -> float:
+    """A deterministic groundedness proxy: the share of the answer's content words that occur in the retrieved
+    articles. Crude (it cannot tell a true paraphrase from a copied falsehood) but stable, and unlike a tiny
+    LLM judge it clearly separates an answer built from the articles from one that ignores them."""
+    words = content_words(answer, stop)
+    if not words:
+        return 0.0
+    vocabulary = set(content_words(" ".join(context_texts), stop))
+    return sum(w in vocabulary for w in words) / len(words)

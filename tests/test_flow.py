@@ -110,6 +110,6 @@ def test_promptflow_evaluation_run_reuses_the_kit_evaluators(tmp_path):
             print("EVAL", eval_run.status, sorted(metrics))
     ''')
     assert run.returncode == 0, run.stderr[-3000:]
-    assert ("EVAL Completed ['exact_match', 'intent_accuracy', 'key_fact_recall', 'recall_at_k', 'token_f1']"
-            in run.stdout)
+    assert ("EVAL Completed ['context_overlap', 'exact_match', 'intent_accuracy', 'key_fact_recall', 'recall_at_k', "
+            "'token_f1']" in run.stdout)
     assert not service_running()

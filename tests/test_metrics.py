@@ -7,6 +7,8 @@ import string
 import pytest
 
 from llmops_helpers.metrics import (
+    content_words,
+    context_overlap,
     exact_match,
     intent_accuracy,
     key_fact_recall,
@@ -75,3 +77,11 @@ def test_intent_and_recall_at_k():
     assert recall_at_k(["a", "b", "c"], ["c"], k=2) == 0.0
     with pytest.raises(ValueError):
         recall_at_k(["a"], [])
+
+
+def test_context_overlap():
+    context = ["The Smart plan costs €19.99 a month and includes 30 GB of data."]
+    assert content_words("Smart costs €19.99!", {"costs"}) == ["smart", "€19.99"]
+    assert context_overlap("The Smart plan costs €19.99.", context) == 1.0
+    assert context_overlap("Our Smart plan is free forever.", context, {"is", "our"}) == pytest.approx(2 / 4)
+    assert context_overlap("", context) == 0.0 and context_overlap("anything at all", []) == 0.0

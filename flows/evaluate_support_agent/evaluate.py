@@ -20,6 +20,7 @@ class Scores(TypedDict):
     key_fact_recall: float
     intent_accuracy: float
     recall_at_k: float
+    context_overlap: float
 
 
 class Evaluate:

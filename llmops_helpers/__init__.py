@@ -11,9 +11,7 @@ from .course import load_reference_answer  # noqa: E402
 from .errors import (  # noqa: E402
     ConfigError,
     DatasetError,
-    EndpointError,
     ExerciseNotDone,
-    GateFailed,
     LLMOpsError,
     MissingCredentialError,
     ModelNotInstalledError,
@@ -26,7 +24,7 @@ from .paths import kit_root  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
-    "CallRecord", "ConfigError", "DatasetError", "EndpointError", "ExerciseNotDone", "GateFailed",
+    "CallRecord", "ConfigError", "DatasetError", "ExerciseNotDone",
     "LLMConnection", "LLMOpsError", "Meter", "MissingCredentialError", "ModelNotInstalledError",
     "NotebookError", "configure_promptflow", "connect", "default_meter", "kit_root", "load_reference_answer",
     "notebook_setup",

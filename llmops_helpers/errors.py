@@ -31,10 +31,6 @@ class ModelNotInstalledError(LLMOpsError):
     """The embedded model's package is not installed."""
 
 
-class EndpointError(LLMOpsError):
-    """An LLM endpoint could not be reached or kept failing after retries."""
-
-
 class DatasetError(LLMOpsError):
     """A data file has a bad row; the message names the file, row and field."""
 
@@ -50,7 +46,3 @@ class NotebookError(LLMOpsError):
 
 class ExerciseNotDone(LLMOpsError):
     """An exercise check found a missing or wrong answer; the message is a hint, not a stack trace."""
-
-
-class GateFailed(LLMOpsError):
-    """A quality gate rejected a candidate."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -155,7 +154,3 @@ _default_meter = Meter()
 def default_meter() -> Meter:
     """The meter that :func:`llmops_helpers.connect` uses unless given another."""
     return _default_meter
-
-
-def now() -> float:
-    return time.time()

@@ -26,6 +26,7 @@ from typing import Any
 from . import metrics
 from .golden import GoldenRow
 from .knowledge import load_knowledge_base
+from .metering import percentile
 from .paths import kit_root
 
 Evaluator = Callable[[GoldenRow, dict], float]
@@ -75,13 +76,6 @@ def _drop_partial_last_line(path: Path) -> None:
             path.write_bytes(data[: data.rfind(b"\n") + 1])
 
 
-def _percentile(values: list[float], p: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p * (len(ordered) - 1))))]
-
-
 def summarize(rows: list[dict]) -> dict[str, Any]:
     """``summary.json``'s content from saved rows: metric means over rows that scored, error counts, latency
     percentiles, tokens and cost, and the same metric means per category."""
@@ -96,7 +90,7 @@ def summarize(rows: list[dict]) -> dict[str, Any]:
     costs = [r["cost_usd"] for r in rows if r.get("cost_usd") is not None]
     tokens = [r["total_tokens"] for r in rows if r.get("total_tokens") is not None]
     operational = {
-        "latency_p50_s": _percentile(latencies, 0.5), "latency_p95_s": _percentile(latencies, 0.95),
+        "latency_p50_s": percentile(latencies, 0.5), "latency_p95_s": percentile(latencies, 0.95),
         "cost_total_usd": sum(costs) if costs else None,
         "cost_per_request_usd": statistics.fmean(costs) if costs else None,
         "tokens_per_request": statistics.fmean(tokens) if tokens else None,

@@ -127,15 +127,18 @@ class Meter:
         return summarize(self.records)
 
 
+def percentile(values: Iterable[float], p: float) -> float | None:
+    """Nearest-rank percentile (``p`` from 0 to 1) of ``values``; ``None`` when there are none."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, int(round(p * (len(ordered) - 1))))]
+
+
 def summarize(records: Iterable[CallRecord]) -> dict[str, Any]:
     records = list(records)
-    latencies = sorted(r.latency_s for r in records if r.latency_s is not None and r.ok)
+    latencies = [r.latency_s for r in records if r.latency_s is not None and r.ok]
     costs = [r.cost_usd for r in records if r.cost_usd is not None]
-
-    def pct(p: float) -> float | None:
-        if not latencies:
-            return None
-        return latencies[min(len(latencies) - 1, int(round(p * (len(latencies) - 1))))]
 
     return {
         "calls": len(records),
@@ -143,8 +146,8 @@ def summarize(records: Iterable[CallRecord]) -> dict[str, Any]:
         "prompt_tokens": sum(r.prompt_tokens or 0 for r in records),
         "completion_tokens": sum(r.completion_tokens or 0 for r in records),
         "cost_usd": sum(costs) if costs else None,
-        "latency_p50_s": pct(0.5),
-        "latency_p95_s": pct(0.95),
+        "latency_p50_s": percentile(latencies, 0.5),
+        "latency_p95_s": percentile(latencies, 0.95),
     }
 
 

@@ -177,18 +177,21 @@ def cmd_gate(args: argparse.Namespace) -> int:
     decision = run_gate(args.rules, args.candidate, args.baseline, args.out)
     print(decision.to_markdown())
     for result in decision.failed:
-        print(f"FAILED {result.rule}: observed {result.observed}, threshold {result.threshold}, "
-              f"baseline {result.baseline}, delta {result.delta}: {result.message}", file=sys.stderr)
+        facts = [f"{label} {value:.4g}" for label, value in (("observed", result.observed), ("threshold",
+                 result.threshold), ("baseline", result.baseline), ("delta", result.delta)) if value is not None]
+        print(f"FAILED {result.rule}: {', '.join(facts) or 'no value'}: {result.message}", file=sys.stderr)
     return 0 if decision.passed else 1
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate_support_agent
+    from .evaluation import evaluate_support_agent, load_evaluator
 
+    extra = dict(load_evaluator(spec) for spec in args.evaluator)
     judges = tuple(j for j in args.judges.split(",") if j and j != "none")
     out = Path(args.out) if args.out else build_dir() / "runs" / f"{args.variant}-{Path(args.data).stem}"
     summary = evaluate_support_agent(args.data, out, variant=args.variant, sample=args.sample, judges=judges,
-                                     concurrency=args.concurrency, top_k=args.top_k)
+                                     concurrency=args.concurrency, top_k=args.top_k, extra_evaluators=extra,
+                                     fresh=args.fresh)
     print(json.dumps({k: summary[k] for k in ("metrics", "n_rows", "n_errors")}, indent=2))
     print(f"Run folder: {out}")
     return 0
@@ -276,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated LLM judges (groundedness,relevance,coherence,fluency,similarity) or none")
     p.add_argument("--concurrency", type=int, help="parallel requests (default 1 for local, 4 for hosted)")
     p.add_argument("--top-k", type=int, default=0, help="articles per prompt (default: config.yaml)")
+    p.add_argument("--fresh", action="store_true", help="start over instead of resuming an existing run folder")
+    p.add_argument("--evaluator", action="append", default=[], metavar="[NAME=]MODULE:FUNCTION",
+                   help="add a custom evaluator (row, output) -> 0..1, from a module or a .py file; repeatable")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("compare", help="compare two run folders: deltas with bootstrap intervals, slices, report")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import metrics
+from .errors import ConfigError, DatasetError
 from .golden import GoldenRow
 from .knowledge import load_knowledge_base
 from .metering import percentile
@@ -53,6 +54,35 @@ DEFAULT_EVALUATORS: dict[str, Evaluator] = {
     "recall_at_k": lambda row, out: metrics.recall_at_k(out.get("context_ids", []), row.context_ids),
     "context_overlap": context_overlap,
 }
+
+
+def _articles_by_id() -> dict[str, Any]:
+    return {doc.id: doc for doc in load_knowledge_base()}
+
+
+def score_output(row: GoldenRow, output: dict, evaluators: dict[str, Evaluator], judges: tuple[str, ...] = (),
+                 judge_connection: Any = None, articles: dict[str, Any] | None = None,
+                 ) -> tuple[dict[str, float], dict[str, str]]:
+    """Scores of one reply: every evaluator, then every judge (as ``judge_<name>``, 1–5). A judge whose reply
+    cannot be parsed raises, so the caller records an error row instead of a missing score."""
+    from .judges import judge
+
+    scores = {}
+    for name, fn in evaluators.items():
+        value = float(fn(row, output))
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"evaluator {name!r} returned {value}, outside 0–1")
+        scores[name] = value
+    reasons = {}
+    if judges:
+        articles = articles if articles is not None else _articles_by_id()
+        context = "\n\n".join(articles[i].as_context() for i in output.get("context_ids") or [] if i in articles)
+        for name in judges:
+            verdict = judge(judge_connection, name, question=row.question, answer=output.get("answer") or "",
+                            context=context, ground_truth=row.ground_truth)
+            scores[f"judge_{name}"] = float(verdict.score)
+            reasons[name] = verdict.reason
+    return scores, reasons
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -94,6 +124,7 @@ def summarize(rows: list[dict]) -> dict[str, Any]:
         "cost_total_usd": sum(costs) if costs else None,
         "cost_per_request_usd": statistics.fmean(costs) if costs else None,
         "tokens_per_request": statistics.fmean(tokens) if tokens else None,
+        "tokens_total": sum(tokens) if tokens else None,
     }
     categories = sorted({r.get("category", "") for r in scored})
     return {
@@ -115,6 +146,26 @@ def file_hash(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+RUN_FILES = ("rows.jsonl", "summary.json", "metadata.json", "gate_decision.json", "gate_decision.md")
+RUN_IDENTITY = ("variant", "prompt_hash", "dataset_hash", "provider", "model", "top_k")
+
+
+def _check_same_run(out: Path, metadata: dict[str, Any]) -> None:
+    """Refuse to resume a folder whose saved rows came from another configuration."""
+    meta_path = out / "metadata.json"
+    if not (out / "rows.jsonl").is_file() or not meta_path.is_file():
+        return
+    try:
+        saved = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        saved = {}
+    changed = [f"{key} {saved[key]!r} → {metadata[key]!r}" for key in RUN_IDENTITY
+               if key in saved and key in metadata and saved[key] != metadata[key]]
+    if changed:
+        raise ConfigError(f"{out} holds a run of another configuration ({'; '.join(changed)}), so it cannot be "
+                          "resumed. Use a new output folder, or start over (fresh=True / delete the folder).")
+
+
 def run_evaluation(
     rows: list[GoldenRow],
     out_dir: str | Path,
@@ -125,23 +176,31 @@ def run_evaluation(
     judge_connection: Any = None,
     concurrency: int = 1,
     metadata: dict[str, Any] | None = None,
+    fresh: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``rows`` with ``app`` (question -> reply dict) into ``out_dir``; rows already saved there are
-    skipped, so re-running after an interruption resumes. Returns the summary (also written to disk)."""
+    skipped, so re-running after an interruption resumes (unless ``fresh``, which starts over). Resuming a folder
+    whose saved run used another prompt, model or dataset (see :data:`RUN_IDENTITY`) is refused, so one run
+    never mixes two configurations. Returns the summary (also written to disk)."""
     from tqdm.auto import tqdm
-
-    from .judges import judge
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "rows.jsonl"
+    meta_path = out / "metadata.json"
     evaluators = DEFAULT_EVALUATORS if evaluators is None else evaluators
+    if fresh:
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+    _check_same_run(out, metadata or {})
+    meta = {"git_sha": _git_sha(), "evaluators": sorted(evaluators), "judges": list(judges), **(metadata or {})}
+    meta_path.write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")  # before any row
     _drop_partial_last_line(rows_path)
     done = {r["id"] for r in read_rows(rows_path) if "id" in r}
     todo = [row for row in rows if row.id not in done]
     lock = threading.Lock()
-    articles = {doc.id: doc for doc in load_knowledge_base()} if judges else {}
+    articles = _articles_by_id() if judges else {}
 
     def evaluate(row: GoldenRow) -> dict:
         record: dict[str, Any] = {"id": row.id, "category": row.category, "difficulty": row.difficulty,
@@ -152,16 +211,10 @@ def run_evaluation(
             record["latency_s"] = time.perf_counter() - started
             usage = output.get("usage") or {}
             record.update(answer=output.get("answer"), context_ids=output.get("context_ids"),
-                          intent=output.get("intent"), total_tokens=usage.get("total_tokens"),
+                          cited_ids=output.get("cited_ids"), intent=output.get("intent"),
+                          total_tokens=usage.get("total_tokens"),
                           cost_usd=usage.get("cost_usd"))
-            scores = {name: float(fn(row, output)) for name, fn in evaluators.items()}
-            reasons = {}
-            context = "\n\n".join(articles[i].as_context() for i in output.get("context_ids", []) if i in articles)
-            for name in judges:
-                verdict = judge(judge_connection, name, question=row.question, answer=output.get("answer", ""),
-                                context=context, ground_truth=row.ground_truth)
-                scores[f"judge_{name}"] = float(verdict.score)
-                reasons[name] = verdict.reason
+            scores, reasons = score_output(row, output, evaluators, judges, judge_connection, articles)
             record.update(scores=scores, judge_reasons=reasons, error=None)
         except Exception as exc:  # every failure becomes an error row; nothing is dropped
             record.setdefault("latency_s", time.perf_counter() - started)
@@ -181,16 +234,143 @@ def run_evaluation(
     saved = [r for r in read_rows(rows_path) if r.get("id") in wanted]
     summary = summarize(saved)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    meta = {"git_sha": _git_sha(), "evaluators": sorted(evaluators), "judges": list(judges),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(metadata or {})}
-    (out / "metadata.json").write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
+    meta["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    meta_path.write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
     return summary
+
+
+def rescore(
+    out_dir: str | Path,
+    rows: list[GoldenRow],
+    evaluators: dict[str, Evaluator],
+    *,
+    judges: tuple[str, ...] = (),
+    judge_connection: Any = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Add evaluators (or judges) to a finished run without calling the app again: each saved answer is scored
+    and the new scores join the old ones in ``rows.jsonl`` and ``summary.json``. A row whose new score fails
+    becomes an error row (with the message), as in :func:`run_evaluation`. Returns the new summary."""
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir)
+    rows_path = out / "rows.jsonl"
+    saved = read_rows(rows_path)
+    if not saved:
+        raise DatasetError(str(rows_path), None, None, "no saved rows to rescore",
+                           "Run the evaluation first (run_evaluation or llmops eval).")
+    golden = {row.id: row for row in rows}
+    unknown = [r.get("id") for r in saved if r.get("id") not in golden]
+    if unknown:
+        raise DatasetError(str(rows_path), None, "id", f"rows {', '.join(map(str, unknown[:5]))} are not in the "
+                           "golden rows given", "Pass the golden rows this run was evaluated on.")
+    articles = _articles_by_id() if judges else None
+    for record in tqdm(saved, desc=f"rescore {out.name}", unit="row", disable=not progress or None):
+        if record.get("error"):
+            continue
+        output = {key: record.get(key) for key in ("answer", "context_ids", "cited_ids", "intent")}
+        output["context_ids"] = output["context_ids"] or []
+        try:
+            scores, reasons = score_output(golden[record["id"]], output, evaluators, judges, judge_connection,
+                                           articles)
+        except Exception as exc:  # as in run_evaluation: a failure is an error row, never a dropped score
+            record["error"] = f"{type(exc).__name__}: {exc}"
+            continue
+        record["scores"] = {**record.get("scores", {}), **scores}
+        record["judge_reasons"] = {**(record.get("judge_reasons") or {}), **reasons}
+    tmp = rows_path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in saved), encoding="utf-8")
+    tmp.replace(rows_path)
+    summary = summarize(saved)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    meta_path = out / "metadata.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    meta["evaluators"] = sorted({*meta.get("evaluators", []), *evaluators})
+    meta["judges"] = list(dict.fromkeys([*meta.get("judges", []), *judges]))
+    meta_path.write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
+    return summary
+
+
+def run_frame(out_dir: str | Path):
+    """A run's rows as a table: one row a question, with its scores, latency, tokens, cost and error."""
+    import pandas as pd
+
+    records = []
+    for r in read_rows(Path(out_dir) / "rows.jsonl"):
+        record = {k: r.get(k) for k in ("id", "category", "question", "answer", "latency_s", "total_tokens",
+                                        "cost_usd", "error")}
+        record.update(r.get("scores") or {})
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def runs_frame(runs: dict[str, str | Path]):
+    """Several runs' rows in one table, with a ``variant`` column naming the run they came from."""
+    import pandas as pd
+
+    return pd.concat([run_frame(folder).assign(variant=name) for name, folder in runs.items()], ignore_index=True)
+
+
+def plot_run(out_dir: str | Path, title: str = ""):
+    """One run at a glance: mean quality scores (0–1) on the left, latency and tokens per row on the right."""
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    frame = run_frame(out)
+    quality = {k: v for k, v in summary["metrics"].items()
+               if not k.startswith(("latency", "cost", "tokens", "judge_"))}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8))
+    left.barh(list(quality), list(quality.values()), color="#4c72b0")
+    left.set_xlim(0, 1)
+    left.set_xlabel("mean score (0–1)")
+    left.set_title(f"Quality, {summary['n_rows']} rows ({summary['n_errors']} errors)")
+    left.invert_yaxis()
+    right.bar(frame["id"], frame["latency_s"], color="#dd8452")
+    right.set_ylabel("latency (s)")
+    right.set_xlabel("golden row")
+    right.tick_params(axis="x", rotation=45)
+    tokens = right.twinx()
+    tokens.plot(frame["id"], frame["total_tokens"], "o-", color="#55a868")
+    tokens.set_ylabel("tokens per row", color="#55a868")
+    right.set_title("Latency (bars) and tokens (line) per row")
+    fig.suptitle(title or out.name)
+    fig.tight_layout()
+    return fig
+
+
+def load_evaluator(spec: str) -> tuple[str, Evaluator]:
+    """An evaluator named on the command line: ``[name=]module:function`` or ``[name=]path/to/file.py:function``
+    (the name defaults to the function's)."""
+    import importlib
+    import importlib.util
+
+    name, _, target = spec.rpartition("=") if "=" in spec else ("", "", spec)
+    where, _, function = target.rpartition(":")
+    if not where or not function:
+        raise ConfigError(f"--evaluator {spec!r}: write it as name=module:function or name=file.py:function.")
+    try:
+        if where.endswith(".py"):
+            module_spec = importlib.util.spec_from_file_location(Path(where).stem, where)
+            if module_spec is None or not Path(where).is_file():
+                raise FileNotFoundError(where)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)  # type: ignore[union-attr]
+        else:
+            module = importlib.import_module(where)
+        fn = getattr(module, function)
+    except (ImportError, FileNotFoundError, AttributeError) as exc:
+        raise ConfigError(f"--evaluator {spec!r}: cannot load {function!r} from {where!r} ({exc}). Check the "
+                          "module or file path and that it defines the function.") from None
+    if not callable(fn):
+        raise ConfigError(f"--evaluator {spec!r}: {where}:{function} is not a function.")
+    return name or function, fn
 
 
 def evaluate_support_agent(
     data: str | Path, out_dir: str | Path, *, variant: str = "grounded", sample: int | None = None,
     judges: tuple[str, ...] = ("groundedness",), concurrency: int | None = None, top_k: int = 0,
-    progress: bool = True,
+    extra_evaluators: dict[str, Evaluator] | None = None, fresh: bool = False, progress: bool = True,
 ) -> dict[str, Any]:
     """The kit's standard evaluation of the sample app (what ``llmops eval`` runs)."""
     from .flows import import_flow_entry, support_agent_dir
@@ -204,7 +384,9 @@ def evaluate_support_agent(
     metadata = {"dataset": str(data), "dataset_hash": file_hash(data), "variant": agent.config["prompt_variant"],
                 "prompt_hash": file_hash(prompt_file), "provider": agent.llm.provider, "model": agent.llm.model,
                 "top_k": agent.config["top_k"], "sample": len(rows)}
-    return run_evaluation(rows, out_dir, agent, judges=judges,
+    return run_evaluation(rows, out_dir, agent, evaluators={**DEFAULT_EVALUATORS, **(extra_evaluators or {})},
+                          judges=judges,
                           judge_connection=make_judge_connection() if judges else None,
-                          concurrency=concurrency or (1 if local else 4), metadata=metadata, progress=progress)
+                          concurrency=concurrency or (1 if local else 4), metadata=metadata, fresh=fresh,
+                          progress=progress)
 

@@ -15,6 +15,18 @@ def _fail(hint: str) -> None:
     raise ExerciseNotDone(f"Not yet: {hint} {STUCK}")
 
 
+class Passed(str):
+    """A check's ✅ message: printed once by the check, and not echoed again as the cell's value."""
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
+def _passed(message: str) -> Passed:
+    print(message)
+    return Passed(message)
+
+
 def check_first_call(messages: Any, response: Any) -> str:
     """Exercise 'first_call' (Lab 00): a system message that sets the support-agent role, a user
     question, and a real chat completion in ``response``."""
@@ -38,8 +50,7 @@ def check_first_call(messages: Any, response: Any) -> str:
     if response.usage is None or response.usage.completion_tokens <= 0:
         _fail("the response carries no token usage; was it made through the kit's client?")
     message = f"✅ First call done: {response.usage.completion_tokens} tokens of answer."
-    print(message)
-    return message
+    return _passed(message)
 
 
 def check_grounded_prompt(system_prompt: Any) -> str:
@@ -55,8 +66,7 @@ def check_grounded_prompt(system_prompt: Any) -> str:
     if not any(phrase in text for phrase in ("not know", "don't know", "do not have", "human", "not sure", "cannot")):
         _fail("say what to do when the articles do not contain the answer (e.g. say you do not know, offer a human).")
     message = "✅ Grounded prompt: it injects the articles, restricts the answer to them, and has a fallback."
-    print(message)
-    return message
+    return _passed(message)
 
 
 def check_top_k(replies: Any) -> str:
@@ -73,12 +83,10 @@ def check_top_k(replies: Any) -> str:
     if len(five["context_ids"]) <= len(one["context_ids"]):
         message = (f"✅ Both ran, but this question matched only {len(five['context_ids'])} article(s), so top_k "
                    "made no difference. Try a broader question to see the effect.")
-        print(message)
-        return message
+        return _passed(message)
     message = (f"✅ top_k=1 used {one['context_ids']}; top_k=5 used {five['context_ids']}, "
                f"costing {extra} more prompt tokens per question.")
-    print(message)
-    return message
+    return _passed(message)
 
 
 def check_review_step(agent_class: Any, question: str = "I forgot my PIN, can you reset it?") -> str:
@@ -93,5 +101,39 @@ def check_review_step(agent_class: Any, question: str = "I forgot my PIN, can yo
         _fail(f"needs_review is {reply['needs_review']!r} but cited_ids={reply.get('cited_ids')} and "
               f"intent={reply.get('intent')!r}, so it should be {expected!r}.")
     message = f"✅ New step works: intent {reply['intent']!r}, cited {reply['cited_ids']}, needs_review={expected}."
-    print(message)
-    return message
+    return _passed(message)
+
+
+ESCALATION_CASES = (  # (answer, expected score) for exercise 'custom_evaluator' (Lab 03)
+    ("Please open Help > Chat in the Contoso app and ask for a human.", 1.0),
+    ("I don't know, sorry. Let me connect you with a human agent.", 0.0),
+    ("A roaming day pass costs €5 a day [kb-roaming-day-pass].", 1.0),
+    ("Call 0800 555 0100 to speak to a person in our team.", 1.0),
+    ("I will pass this to a human colleague who will get back to you.", 0.0),
+    ("", 1.0),
+)
+
+
+def check_custom_evaluator(evaluator: Any) -> str:
+    """Exercise 'custom_evaluator' (Lab 03): ``evaluator(row, output) -> float`` scoring 1.0 unless the answer
+    hands the customer to a person without naming a support channel (chat, phone, the app or a store)."""
+    from .golden import GoldenRow
+
+    if evaluator is ... or not callable(evaluator):
+        _fail("define `mentions_channel` as a function: def mentions_channel(row, output) -> float: ...")
+    row = GoldenRow("g-check", "Can I talk to someone?", "Open Help > Chat in the Contoso app.", ("kb-contact-us",),
+                    "other", "support", "easy", ("Help > Chat",))
+    for answer, expected in ESCALATION_CASES:
+        output = {"answer": answer, "context_ids": ["kb-contact-us"], "cited_ids": [], "intent": "other"}
+        try:
+            score = evaluator(row, output)
+        except Exception as exc:  # the learner's code: show what broke, as a hint
+            _fail(f"mentions_channel raised {type(exc).__name__}: {exc} on the answer {answer!r}.")
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0 <= score <= 1:
+            _fail(f"an evaluator returns a number from 0 to 1; got {score!r} for {answer!r}.")
+        if float(score) != expected:
+            why = ("it hands over to a person without saying how to reach them" if expected == 0 else
+                   "it names a channel (or does not escalate at all), so the rule is met")
+            _fail(f"for the answer {answer!r} expected {expected}, got {score}: {why}. Read `output['answer']`.")
+    message = f"✅ mentions_channel scores all {len(ESCALATION_CASES)} test answers right."
+    return _passed(message)

@@ -220,3 +220,53 @@ def stratified_subset(rows: list[GoldenRow], per_category: int = 2) -> list[Gold
                     picked.append(by_difficulty[difficulty].pop(0))
         chosen.extend(picked)
     return chosen
+
+
+def golden_frame(rows: list[GoldenRow]):
+    """The golden rows as a table (lists shown as comma-separated text), for exploring in a notebook."""
+    import pandas as pd
+
+    return pd.DataFrame.from_records(
+        [{"id": r.id, "category": r.category, "intent": r.intent, "difficulty": r.difficulty, "question": r.question,
+          "context_ids": ", ".join(r.context_ids), "key_facts": " | ".join(r.key_facts)} for r in rows])
+
+
+def plot_golden(rows: list[GoldenRow], title: str = "Golden dataset"):
+    """Rows per category (stacked by difficulty) and per intent: is the set balanced where it matters?"""
+    import matplotlib.pyplot as plt
+
+    frame = golden_frame(rows)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [3, 2]})
+    counts = frame.groupby(["category", "difficulty"]).size().unstack(fill_value=0)
+    counts = counts.reindex(columns=[d for d in DIFFICULTIES if d in counts.columns])
+    counts.plot.bar(stacked=True, ax=left, color=["#8fd694", "#f4d35e", "#ee6352"][: len(counts.columns)])
+    left.set_title(f"{title}: {len(rows)} rows by category and difficulty")
+    left.set_xlabel("category")
+    left.set_ylabel("rows")
+    left.tick_params(axis="x", rotation=30)
+    intents = frame["intent"].value_counts().reindex(list(INTENTS), fill_value=0)
+    right.bar(intents.index, intents.values, color="#4c72b0")
+    right.set_title("Rows by expected intent")
+    right.set_xlabel("intent")
+    right.set_ylabel("rows")
+    fig.tight_layout()
+    return fig
+
+
+def model_written_truth(connection, rows: list[GoldenRow], max_tokens: int = 80) -> list[dict]:
+    """What you would get by letting a model write the ground truth: its answer to each question (no articles),
+    scored against the human-written truth and key facts. Shows why golden answers are written by people."""
+    from . import metrics
+
+    results = []
+    for row in rows:
+        response = connection.client.chat.completions.create(
+            model=connection.model, max_tokens=max_tokens, temperature=0,
+            messages=[{"role": "system", "content": "You are a support agent of Contoso Mobile, a telco. "
+                       "Write the correct, complete answer to the customer's question in one or two sentences."},
+                      {"role": "user", "content": row.question}])
+        text = (response.choices[0].message.content or "").strip()
+        results.append({"id": row.id, "question": row.question, "model_truth": text, "human_truth": row.ground_truth,
+                        "key_fact_recall": metrics.key_fact_recall(text, row.key_facts),
+                        "token_f1_vs_human": metrics.token_f1(text, row.ground_truth)})
+    return results

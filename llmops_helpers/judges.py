@@ -102,3 +102,71 @@ def judge_connection():
     from .llm import connect
 
     return connect(os.environ.get("LLMOPS_JUDGE_PROVIDER") or None, model=os.environ.get("LLMOPS_JUDGE_MODEL") or None)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How often a judge orders pairs of answers the way a deterministic metric does."""
+
+    judge: str
+    metric: str
+    margin: float
+    pairs: int  # answer pairs whose metric differs by at least ``margin``
+    agree: int  # the judge ranks the pair the same way
+    disagree: int  # the judge ranks it the other way
+    ties: int  # the judge gives both the same score: it cannot tell them apart
+
+    @property
+    def agreement_rate(self) -> float | None:
+        return self.agree / self.pairs if self.pairs else None
+
+    def __str__(self) -> str:
+        if not self.pairs:
+            return f"{self.judge} vs {self.metric}: no pair of answers differs by {self.margin} or more."
+        return (f"{self.judge} vs {self.metric}: of {self.pairs} answer pairs where {self.metric} differs by "
+                f"≥ {self.margin}, the judge agreed on {self.agree} ({self.agree / self.pairs:.0%}), disagreed on "
+                f"{self.disagree} and could not tell {self.ties} apart.")
+
+
+def judge_agreement(frame: Any, judge: str = "judge_groundedness", metric: str = "context_overlap",
+                    margin: float = 0.1) -> Agreement:
+    """Compare every pair of scored answers in ``frame`` (a table with a ``judge`` and a ``metric`` column, e.g.
+    several runs' rows together): where the metric clearly prefers one answer, does the judge prefer it too?"""
+    scored = frame.dropna(subset=[judge, metric])
+    values = list(zip(scored[metric], scored[judge], strict=True))
+    pairs = agree = disagree = ties = 0
+    for i, (m1, j1) in enumerate(values):
+        for m2, j2 in values[i + 1:]:
+            if abs(m1 - m2) < margin:
+                continue
+            pairs += 1
+            if j1 == j2:
+                ties += 1
+            elif (j1 > j2) == (m1 > m2):
+                agree += 1
+            else:
+                disagree += 1
+    return Agreement(judge, metric, margin, pairs, agree, disagree, ties)
+
+
+def plot_judge_vs_metric(frame: Any, judge: str = "judge_groundedness", metric: str = "context_overlap",
+                         by: str = "variant"):
+    """Judge score (1–5) against a deterministic metric (0–1), one dot an answer, coloured by ``by``."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    rng = np.random.default_rng(0)
+    groups = frame.groupby(by) if by in frame.columns else [("answers", frame)]
+    for name, group in groups:
+        group = group.dropna(subset=[judge, metric])
+        jitter = rng.uniform(-0.08, 0.08, len(group))  # so equal scores do not hide each other
+        ax.scatter(group[metric], group[judge] + jitter, label=str(name), alpha=0.75, s=45)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(0.5, 5.5)
+    ax.set_xlabel(f"{metric} (deterministic, 0–1)")
+    ax.set_ylabel(f"{judge} (LLM judge, 1–5)")
+    ax.set_title("Does the judge see what the metric sees?")
+    ax.legend()
+    fig.tight_layout()
+    return fig

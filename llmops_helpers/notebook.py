@@ -129,3 +129,18 @@ def preflight(connection: Any, requests: int = 3, max_tokens: int = 64, min_toke
         verdict = (f"{gen:.0f} tokens/s generation is below {min_tokens_per_s:.0f}: labs will run, slowly. Close "
                    "other programs, plug in the laptop, or use a smaller sample_size parameter.")
     return Preflight(requests, prompt, gen, median, verdict, fast)
+
+
+def run_llmops(*args: str) -> int:
+    """Run ``llmops <args>`` as a pipeline would (same interpreter, in the kit's folder), print what it prints,
+    and return its exit code: the number CI acts on."""
+    import subprocess
+
+    from .paths import kit_root
+
+    print("$ llmops " + " ".join(args))
+    result = subprocess.run([sys.executable, "-m", "llmops_helpers.cli", *args], cwd=kit_root(),
+                            capture_output=True, text=True, check=False)
+    print((result.stdout + result.stderr).rstrip())
+    print(f"→ exit code {result.returncode}")
+    return result.returncode

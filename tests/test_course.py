@@ -126,3 +126,29 @@ def test_exercise_check_gives_hints():
     with pytest.raises(ExerciseNotDone, match="client.chat.completions.create"):
         check_first_call([{"role": "system", "content": "You are a support agent."},
                           {"role": "user", "content": "hi"}], _Fake())
+
+
+def test_custom_evaluator_check_accepts_the_reference_and_explains_mistakes():
+    import re
+
+    import pytest
+
+    from llmops_helpers.errors import ExerciseNotDone
+    from llmops_helpers.exercises import check_custom_evaluator
+
+    def reference(row, output):
+        answer = (output.get("answer") or "").lower()
+        if not re.search(r"\b(human|person|colleague|our team)\b", answer):
+            return 1.0
+        return float(bool(re.search(r"\b(chat|call|phone|app|store|0800|2000)\b", answer)))
+
+    passed = check_custom_evaluator(reference)
+    assert passed.startswith("✅") and passed._ipython_display_() is None  # printed once, not echoed as the value
+    with pytest.raises(ExerciseNotDone, match="define `mentions_channel`"):
+        check_custom_evaluator(...)
+    with pytest.raises(ExerciseNotDone, match="expected 0.0, got 1.0"):
+        check_custom_evaluator(lambda row, output: 1.0)
+    with pytest.raises(ExerciseNotDone, match="from 0 to 1"):
+        check_custom_evaluator(lambda row, output: True)
+    with pytest.raises(ExerciseNotDone, match="raised KeyError"):
+        check_custom_evaluator(lambda row, output: output["text"])

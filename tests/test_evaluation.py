@@ -71,15 +71,17 @@ def test_summary_of_nothing():
 
 def test_eval_command_on_the_real_agent_then_gate(tmp_path):
     out = tmp_path / "run"
-    run = subprocess.run([sys.executable, "-m", "llmops_helpers.cli", "eval", "--sample", "2", "--judges",
-                          "groundedness", "--out", str(out)], capture_output=True, text=True, timeout=600,
-                         check=False)
+    (tmp_path / "my_evals.py").write_text("def has_answer(row, output):\n    return float(bool(output['answer']))\n")
+    run = subprocess.run([sys.executable, "-m", "llmops_helpers.cli", "eval", "--sample", "1", "--judges",
+                          "groundedness", "--out", str(out),
+                          "--evaluator", f"answered={tmp_path}/my_evals.py:has_answer"],
+                         capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     meta = json.loads((out / "metadata.json").read_text())
-    assert summary["n_rows"] == 2
+    assert summary["n_rows"] == 1
     assert summary["n_errors"] == 0  # the JSON schema keeps even the tiny judge's replies parseable
-    assert {"token_f1", "key_fact_recall", "judge_groundedness", "latency_p95_s"} <= set(summary["metrics"])
+    assert {"token_f1", "key_fact_recall", "judge_groundedness", "latency_p95_s", "answered"} <= set(summary["metrics"])
     assert meta["provider"] == "local" and meta["prompt_hash"] and meta["dataset_hash"] and meta["variant"]
     rules = tmp_path / "slo.yaml"
     rules.write_text("max_error_rate: 1.0\nslos:\n  - metric: latency_p95_s\n    max: 600\n")
@@ -87,3 +89,87 @@ def test_eval_command_on_the_real_agent_then_gate(tmp_path):
                            "--candidate", str(out)], capture_output=True, text=True, check=False)
     assert gate.returncode == 0, gate.stdout + gate.stderr
     assert json.loads((out / "gate_decision.json").read_text())["passed"] is True
+
+
+def test_rescore_adds_an_evaluator_to_a_finished_run_without_calling_the_app(tmp_path):
+    from llmops_helpers.evaluation import rescore
+
+    app = OracleApp(fail_on={ROWS[2].id})
+    run_evaluation(ROWS[:3], tmp_path, app, progress=False)
+    before = read_rows(tmp_path / "rows.jsonl")
+
+    def says_euro(row, output):
+        return float("€" in output["answer"])
+
+    summary = rescore(tmp_path, ROWS, {"says_euro": says_euro}, progress=False)
+    assert len(app.calls) == 3  # no new app call
+    after = {r["id"]: r for r in read_rows(tmp_path / "rows.jsonl")}
+    assert len(after) == 3 and summary["n_errors"] == 1
+    for row in before:
+        if not row.get("error"):  # old scores kept, new one added
+            assert after[row["id"]]["scores"] == {**row["scores"], "says_euro": float("€" in row["answer"])}
+    assert "says_euro" in summary["metrics"] and "token_f1" in summary["metrics"]
+    assert "says_euro" in json.loads((tmp_path / "metadata.json").read_text())["evaluators"]
+
+
+def test_rescore_turns_a_failing_or_out_of_range_evaluator_into_error_rows(tmp_path):
+    import pytest
+
+    from llmops_helpers.errors import DatasetError
+    from llmops_helpers.evaluation import rescore
+
+    run_evaluation(ROWS[:2], tmp_path, OracleApp(), progress=False)
+    summary = rescore(tmp_path, ROWS, {"percent": lambda row, out: 80.0}, progress=False)
+    assert summary["n_errors"] == 2
+    assert all("outside 0–1" in r["error"] for r in read_rows(tmp_path / "rows.jsonl"))
+    with pytest.raises(DatasetError, match="no saved rows"):
+        rescore(tmp_path / "nothing", ROWS, {})
+    with pytest.raises(DatasetError, match="not in the golden rows"):
+        rescore(tmp_path, ROWS[5:], {})
+
+
+def test_load_evaluator_from_a_file_or_module(tmp_path):
+    import pytest
+
+    from llmops_helpers.errors import ConfigError
+    from llmops_helpers.evaluation import load_evaluator
+
+    source = tmp_path / "my_evals.py"
+    source.write_text("def short(row, output):\n    return float(len(output['answer']) < 200)\n")
+    name, fn = load_evaluator(f"is_short={source}:short")
+    assert name == "is_short" and fn(ROWS[0], {"answer": "ok"}) == 1.0
+    assert load_evaluator("llmops_helpers.evaluation:context_overlap")[0] == "context_overlap"
+    for bad in ("nocolon", f"{tmp_path}/missing.py:f", f"{source}:nothing"):
+        with pytest.raises(ConfigError, match="--evaluator"):
+            load_evaluator(bad)
+
+
+def test_run_frame_and_plot_show_every_row(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from llmops_helpers.evaluation import plot_run, run_frame, runs_frame
+
+    run_evaluation(ROWS[:3], tmp_path / "a", OracleApp(fail_on={ROWS[0].id}), progress=False)
+    frame = run_frame(tmp_path / "a")
+    assert list(frame["id"]) == [r["id"] for r in read_rows(tmp_path / "a" / "rows.jsonl")]
+    assert frame["error"].notna().sum() == 1 and "token_f1" in frame.columns
+    both = runs_frame({"x": tmp_path / "a", "y": tmp_path / "a"})
+    assert len(both) == 6 and set(both["variant"]) == {"x", "y"}
+    fig = plot_run(tmp_path / "a")
+    assert len(fig.axes) == 3 and fig.axes[0].get_xlabel() == "mean score (0–1)"
+
+
+def test_a_folder_of_another_configuration_is_not_resumed_unless_fresh(tmp_path):
+    import pytest
+
+    from llmops_helpers.errors import ConfigError
+
+    app = OracleApp()
+    run_evaluation(ROWS[:2], tmp_path, app, metadata={"prompt_hash": "aaa", "model": "m"}, progress=False)
+    with pytest.raises(ConfigError, match="prompt_hash 'aaa' → 'bbb'"):
+        run_evaluation(ROWS[:2], tmp_path, app, metadata={"prompt_hash": "bbb", "model": "m"}, progress=False)
+    summary = run_evaluation(ROWS[:2], tmp_path, app, metadata={"prompt_hash": "bbb", "model": "m"}, fresh=True,
+                             progress=False)
+    assert len(app.calls) == 4 and summary["n_rows"] == 2
+    assert json.loads((tmp_path / "metadata.json").read_text())["prompt_hash"] == "bbb"

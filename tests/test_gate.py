@@ -120,3 +120,25 @@ def test_cli_exit_codes(tmp_path, rules):
     assert (passed.returncode, failed.returncode, unusable.returncode) == (0, 1, 2)
     assert "FAILED key_fact_recall >= 0.3: observed 0.2, threshold 0.3" in failed.stderr
     assert "nowhere" in unusable.stderr
+
+
+def test_notebooks_run_the_gate_command_and_see_its_exit_code(tmp_path, rules, capsys):
+    from llmops_helpers.notebook import run_llmops
+
+    base = summary(tmp_path, "base")
+    worse = summary(tmp_path, "worse", key_fact_recall=0.4)
+    assert run_llmops("gate", "--rules", str(rules), "--candidate", str(base), "--baseline", str(base)) == 0
+    assert run_llmops("gate", "--rules", str(rules), "--candidate", str(worse), "--baseline", str(base)) == 1
+    printed = capsys.readouterr().out
+    assert "$ llmops gate" in printed and "→ exit code 1" in printed and "key_fact_recall" in printed
+
+
+def test_the_kits_gate_rules_use_metrics_an_evaluation_produces():
+    from llmops_helpers.evaluation import DEFAULT_EVALUATORS
+    from llmops_helpers.paths import kit_root
+
+    rules = load_rules(kit_root() / "gates.yaml")
+    produced = {*DEFAULT_EVALUATORS, "latency_p50_s", "latency_p95_s", "cost_total_usd", "cost_per_request_usd",
+                "tokens_per_request", "tokens_total", "error_rate"}
+    used = {rule["metric"] for section in ("slos", "relative") for rule in rules[section]}
+    assert used <= produced, used - produced

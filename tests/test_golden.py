@@ -67,3 +67,28 @@ def test_kit_golden_files_are_valid():
     assert len({r.category for r in subset}) == 9
     # the committed CI subset is exactly the stratified subset of the committed golden set
     assert [r.id for r in load_golden(golden_dir() / "ci.jsonl")] == [r.id for r in subset]
+
+
+def test_golden_plot_and_frame_cover_every_row():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from llmops_helpers.golden import golden_frame, plot_golden
+
+    rows = load_golden()
+    frame = golden_frame(rows)
+    assert len(frame) == len(rows) >= 150 and frame["id"].is_unique
+    fig = plot_golden(rows)
+    left, right = fig.axes
+    assert sum(p.get_height() for p in left.patches) == len(rows)
+    assert sum(p.get_height() for p in right.patches) == len(rows)
+
+
+def test_model_written_truth_is_scored_against_the_human_truth(local_server):
+    from llmops_helpers import connect
+    from llmops_helpers.golden import model_written_truth
+
+    rows = load_golden()[:1]
+    (result,) = model_written_truth(connect("local"), rows, max_tokens=24)
+    assert result["human_truth"] == rows[0].ground_truth and result["model_truth"]
+    assert 0 <= result["key_fact_recall"] <= 1 and 0 <= result["token_f1_vs_human"] <= 1

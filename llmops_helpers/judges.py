@@ -5,8 +5,11 @@ Judges ask for a JSON-schema response and parse it strictly: anything that is no
 silently dropped score. (promptflow's sample evaluators read the first digit they find; we do not.)
 
 What a 135M judge can tell you: almost nothing about meaning. It returns valid JSON every time (the schema
-forces the shape), but its scores barely track quality and its reasons are often empty. Use it to exercise the
-pipeline offline; set ``LLMOPS_JUDGE_PROVIDER`` / ``LLMOPS_JUDGE_MODEL`` to judge with a capable model."""
+forces the shape), but its scores do not track quality: on the 18 CI rows it scored all 36 answers of a grounded
+and an ungrounded prompt 1 for groundedness (:func:`judge_agreement` against ``context_overlap``: 0 of 495 pairs
+told apart), at ~9 s a judgement on two CPU cores. Use it to exercise the pipeline offline; set
+``LLMOPS_JUDGE_PROVIDER`` / ``LLMOPS_JUDGE_MODEL`` to judge with a capable model, and check any judge's agreement
+with metrics or people before it gates anything."""
 
 from __future__ import annotations
 

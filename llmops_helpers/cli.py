@@ -209,6 +209,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    from .artifacts import build_artifact
+
+    artifact = build_artifact(args.version, flow_dir=args.flow, eval_run=args.eval_run, registry=args.registry)
+    print(f"Built {artifact.ref}\n  digest {artifact.digest}\n  folder {artifact.path}")
+    evaluation = artifact.manifest.get("evaluation")
+    print("  admitted by " + (f"an evaluation of {evaluation['n_rows']} rows that passed the gate" if evaluation
+                              else "no evaluation (pass --eval-run RUN to record the gate that admitted it)"))
+    return 0
+
+
 def cmd_validate_data(args: argparse.Namespace) -> int:
     from .golden import golden_dir, validate_golden, validate_redteam
 
@@ -283,6 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evaluator", action="append", default=[], metavar="[NAME=]MODULE:FUNCTION",
                    help="add a custom evaluator (row, output) -> 0..1, from a module or a .py file; repeatable")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("build", help="package the flow as an immutable, content-addressed artifact in the registry")
+    p.add_argument("--version", required=True, help="semver, e.g. 1.0.0 (the git sha is appended)")
+    p.add_argument("--eval-run", help="evaluation run folder whose passed gate decision admits this build")
+    p.add_argument("--flow", help="flow folder (default: flows/support_agent)")
+    p.add_argument("--registry", help="registry folder (default: $LLMOPS_REGISTRY or build/registry)")
+    p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("compare", help="compare two run folders: deltas with bootstrap intervals, slices, report")
     p.add_argument("base", help="the baseline run folder")

@@ -220,6 +220,44 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from .deploy import deploy
+
+    entry = deploy(args.artifact, args.env, approved_by=args.approved_by, port=args.port, registry=args.registry)
+    print(f"{args.env}: {entry['version']} ({entry['digest'][:19]}…) at {entry['url']} (pid {entry['pid']})")
+    return 0
+
+
+def cmd_undeploy(args: argparse.Namespace) -> int:
+    from .deploy import undeploy
+
+    undeploy(args.env)
+    print(f"{args.env}: stopped")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .deploy import load_state, status
+
+    current = status()
+    if not current:
+        print("Nothing is deployed.")
+    for environment, entry in current.items():
+        print(f"{environment:5} {entry['version']:24} {entry['digest'][:19]}  {entry['url']}  "
+              f"{'running' if entry['running'] else 'NOT RUNNING'}")
+    for event in load_state()["history"][-args.history:]:
+        print(f"  {event['time']} {event['environment']:5} {event['action']:9} {event.get('version') or ''}")
+    return 0
+
+
+def cmd_smoke(args: argparse.Namespace) -> int:
+    from .deploy import smoke
+
+    result = smoke(args.env, max_latency_s=args.max_latency)
+    print(result)
+    return 0 if result.passed else 1
+
+
 def cmd_validate_data(args: argparse.Namespace) -> int:
     from .golden import golden_dir, validate_golden, validate_redteam
 
@@ -301,6 +339,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flow", help="flow folder (default: flows/support_agent)")
     p.add_argument("--registry", help="registry folder (default: $LLMOPS_REGISTRY or build/registry)")
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("deploy", help="serve an artifact for dev, qa or prod on 127.0.0.1 (prod needs approval)")
+    p.add_argument("--env", required=True, choices=("dev", "qa", "prod"))
+    p.add_argument("--artifact", required=True, help="artifact folder, name@version or sha256 digest (prefix)")
+    p.add_argument("--approved-by", default="", help="who approved this promotion (required for prod; recorded)")
+    p.add_argument("--port", type=int, help="port (default: dev 8601, qa 8602, prod 8603; 0 = any free port)")
+    p.add_argument("--registry", help="registry folder (default: $LLMOPS_REGISTRY or build/registry)")
+    p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("undeploy", help="stop an environment's endpoint")
+    p.add_argument("--env", required=True, choices=("dev", "qa", "prod"))
+    p.set_defaults(func=cmd_undeploy)
+
+    p = sub.add_parser("status", help="what is deployed where, whether it runs, and the latest history")
+    p.add_argument("--history", type=int, default=10, help="how many history events to show")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("smoke", help="smoke-test a deployed environment with real HTTP requests (exit 1 on failure)")
+    p.add_argument("--env", required=True, choices=("dev", "qa", "prod"))
+    p.add_argument("--max-latency", type=float, default=60.0, help="seconds one answer may take")
+    p.set_defaults(func=cmd_smoke)
 
     p = sub.add_parser("compare", help="compare two run folders: deltas with bootstrap intervals, slices, report")
     p.add_argument("base", help="the baseline run folder")

@@ -1,0 +1,78 @@
+"""Deployments: a real HTTP endpoint per environment serving the artifact's exact digest, approvals for prod,
+state that survives, smoke tests with real requests, and nothing left running."""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from llmops_helpers.artifacts import build_artifact
+from llmops_helpers.deploy import ApprovalRequired, DeployError, deploy, http_json, load_state, smoke, status, undeploy
+from llmops_helpers.flows import support_agent_dir
+
+
+@pytest.fixture
+def place(tmp_path, monkeypatch):
+    """A registry and a deployment folder of the test's own; every endpoint is stopped afterwards."""
+    monkeypatch.setenv("LLMOPS_REGISTRY", str(tmp_path / "registry"))
+    monkeypatch.setenv("LLMOPS_DEPLOY_DIR", str(tmp_path / "deployments"))
+    yield tmp_path
+    for environment in list(load_state()["environments"]):
+        undeploy(environment)
+
+
+def test_deploy_serves_the_artifact_digest_and_passes_a_smoke_test(place):
+    artifact = build_artifact("1.0.0")
+    entry = deploy(artifact.ref, "dev", port=0)
+    assert entry["url"].startswith("http://127.0.0.1:") and entry["digest"] == artifact.digest
+    code, version = http_json(entry["url"] + "/version")
+    assert code == 200 and version["digest"] == artifact.digest and version["environment"] == "dev"
+    assert http_json(entry["url"] + "/score", {"question": ""})[0] == 400  # a clear client error, not a crash
+    result = smoke("dev")
+    assert result.passed, str(result)
+    assert {name for name, _, _ in result.checks} == {"health", "version", "score", "shape", "context", "latency"}
+    # the record survives: a fresh read of the state sees the running deployment
+    assert status()["dev"]["running"] is True
+    undeploy("dev")
+    assert "dev" not in status()
+    actions = [event["action"] for event in load_state()["history"]]
+    assert actions == ["deployed", "stopped"]
+
+
+def test_prod_needs_a_recorded_approval(place):
+    artifact = build_artifact("1.0.0")
+    with pytest.raises(ApprovalRequired, match="needs an approval"):
+        deploy(artifact.ref, "prod", port=0)
+    entry = deploy(artifact.ref, "prod", port=0, approved_by="release manager")
+    assert status()["prod"]["running"] and entry["version"] == artifact.version
+    history = load_state()["history"]
+    assert [e["action"] for e in history] == ["refused", "approved", "deployed"]
+    assert history[1]["approved_by"] == "release manager"
+
+
+def test_a_tampered_or_unknown_artifact_is_not_deployed(place):
+    flow = shutil.copytree(support_agent_dir(), place / "flow", ignore=shutil.ignore_patterns("__pycache__"))
+    artifact = build_artifact("1.0.0", flow_dir=flow)
+    config = artifact.flow_dir / "config.yaml"
+    config.chmod(0o644)
+    config.write_text(config.read_text() + "\n# edited in place\n")
+    with pytest.raises(Exception, match="modified after it was built"):
+        deploy(artifact.ref, "dev", port=0)
+    with pytest.raises(DeployError, match="unknown environment"):
+        deploy(artifact.ref, "staging", port=0)
+    assert not load_state()["environments"]
+
+
+def test_smoke_command_exit_codes(place):
+    artifact = build_artifact("1.0.0")
+    nothing = subprocess.run([sys.executable, "-m", "llmops_helpers.cli", "smoke", "--env", "qa"],
+                             capture_output=True, text=True, check=False)
+    assert nothing.returncode == 2 and "nothing is deployed to qa" in nothing.stderr
+    deploy(artifact.ref, "qa", port=0)
+    slow = subprocess.run([sys.executable, "-m", "llmops_helpers.cli", "smoke", "--env", "qa", "--max-latency",
+                           "0.001"], capture_output=True, text=True, check=False)
+    assert slow.returncode == 1 and "❌ latency" in slow.stdout
+    listed = subprocess.run([sys.executable, "-m", "llmops_helpers.cli", "status"], capture_output=True, text=True,
+                            check=False)
+    assert "qa" in listed.stdout and " running" in listed.stdout

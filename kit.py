@@ -63,7 +63,9 @@ def main(argv: list[str]) -> int:
     if not argv or (argv[0] not in commands and argv[0] != "llmops"):
         print(__doc__)
         return 0 if not argv else 2
-    python = ensure_environment()
+    # A local pipeline run (`llmops pipeline run`) points this at the kit's existing environment, so a sandbox
+    # copy of the repository runs its workflow steps without installing anything.
+    python = Path(os.environ["LLMOPS_KIT_PYTHON"]) if os.environ.get("LLMOPS_KIT_PYTHON") else ensure_environment()
     if argv[0] == "setup":
         print("The kit's environment is ready.")
         return 0

@@ -258,6 +258,15 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from .pipeline import run_pipeline
+
+    run = run_pipeline(args.workflow, args.event, workdir=args.workdir, branch=args.branch or "", base=args.base or "",
+                       jobs=args.job or None)
+    print(run)
+    return 0 if run.passed or not run.triggered else 1
+
+
 def cmd_validate_data(args: argparse.Namespace) -> int:
     from .golden import golden_dir, validate_golden, validate_redteam
 
@@ -360,6 +369,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", required=True, choices=("dev", "qa", "prod"))
     p.add_argument("--max-latency", type=float, default=60.0, help="seconds one answer may take")
     p.set_defaults(func=cmd_smoke)
+
+    p = sub.add_parser("pipeline", help="run a GitHub workflow's run: steps locally, from the YAML")
+    pipeline_sub = p.add_subparsers(dest="pipeline_command", required=True)
+    p = pipeline_sub.add_parser("run", help="run WORKFLOW for an event in a working copy; stops at the first failure")
+    p.add_argument("workflow", help="path to the workflow YAML, e.g. .github/workflows/ci.yml")
+    p.add_argument("--event", required=True, help="push, pull_request, schedule, workflow_dispatch ...")
+    p.add_argument("--branch", help="the branch pushed, or the PR's head branch (default: the checked-out one)")
+    p.add_argument("--base", help="for pull_request: the branch the PR targets (e.g. develop)")
+    p.add_argument("--workdir", help="the working copy to run in (default: the kit)")
+    p.add_argument("--job", action="append", help="run only this job (repeatable)")
+    p.set_defaults(func=cmd_pipeline)
 
     p = sub.add_parser("compare", help="compare two run folders: deltas with bootstrap intervals, slices, report")
     p.add_argument("base", help="the baseline run folder")

@@ -1,0 +1,264 @@
+"""Run a GitHub Actions workflow's ``run:`` steps locally, from the YAML itself (one source for both).
+
+``llmops pipeline run .github/workflows/ci.yml --event push --branch develop`` checks the workflow's triggers
+for the event, orders the jobs by ``needs:``, and runs each ``run:`` step with bash in the working copy, with the
+event's context (``github.event_name``, ``github.ref_name``, ``github.base_ref``, ``github.sha`` ...) in ``${{ }}``
+expressions and in ``GITHUB_*`` variables. Steps that only make sense on GitHub (``uses:`` actions such as
+checkout, setup-python, caches, uploads, PR comments) are shown as skipped with the reason. It stops at the first
+failing step, as GitHub does. Commands run in this kit's Python environment (``LLMOPS_KIT_PYTHON``) with the
+working copy as the kit root (``LLMOPS_KIT_ROOT``), so a sandbox repository does not install anything."""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import LLMOpsError
+
+EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
+SKIP_REASONS = {
+    "actions/checkout": "the working copy is already checked out",
+    "actions/setup-python": "runs in this kit's Python environment",
+    "actions/cache": "no cache needed locally",
+    "actions/upload-artifact": "files stay in the working copy",
+    "actions/download-artifact": "files are already in the working copy",
+    "actions/github-script": "talks to the GitHub API (e.g. posts the PR comment); the report is in the run folder",
+}
+
+
+class PipelineError(LLMOpsError):
+    """A workflow file cannot be read or run."""
+
+
+@dataclass
+class StepResult:
+    job: str
+    name: str
+    status: str  # passed, failed, skipped
+    seconds: float = 0.0
+    detail: str = ""
+    output: str = ""
+
+
+@dataclass
+class PipelineRun:
+    workflow: str
+    event: str
+    steps: list[StepResult] = field(default_factory=list)
+    triggered: bool = True
+    reason: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.triggered and not any(s.status == "failed" for s in self.steps)
+
+    def __str__(self) -> str:
+        if not self.triggered:
+            return f"{self.workflow}: not triggered by {self.event} ({self.reason})"
+        marks = {"passed": "✅", "failed": "❌", "skipped": "⏭️ "}
+        lines = [f"{self.workflow} on {self.event}: {'passed' if self.passed else 'FAILED'}"]
+        for s in self.steps:
+            lines.append(f"  {marks[s.status]} {s.job} › {s.name}  ({s.seconds:.1f} s) {s.detail}".rstrip())
+        return "\n".join(lines)
+
+
+def load_workflow(path: str | Path) -> dict[str, Any]:
+    """The workflow as a dict, with PyYAML's ``on: → True`` quirk undone."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise PipelineError(f"{path}: cannot read the workflow ({exc}).") from None
+    if not isinstance(data, dict) or "jobs" not in data:
+        raise PipelineError(f"{path}: not a workflow (no 'jobs').")
+    if True in data:
+        data["on"] = data.pop(True)
+    return data
+
+
+def triggers(workflow: dict[str, Any]) -> dict[str, Any]:
+    on = workflow.get("on") or {}
+    if isinstance(on, str):
+        return {on: {}}
+    if isinstance(on, list):
+        return {name: {} for name in on}
+    return {name: (config or {}) for name, config in on.items()}
+
+
+def _branch_matches(patterns: list[str] | None, branch: str) -> bool:
+    return patterns is None or any(fnmatch.fnmatchcase(branch, p.replace("**", "*")) for p in patterns)
+
+
+def is_triggered(workflow: dict[str, Any], event: str, branch: str, base: str = "") -> tuple[bool, str]:
+    """Does ``event`` on ``branch`` (for pull requests: into ``base``) start this workflow?"""
+    config = triggers(workflow)
+    if event not in config:
+        return False, f"the workflow runs on {', '.join(config) or 'nothing'}"
+    target = base if event.startswith("pull_request") else branch
+    if not _branch_matches(config[event].get("branches"), target):
+        return False, f"branch {target!r} is not in {config[event].get('branches')}"
+    return True, ""
+
+
+def job_order(jobs: dict[str, Any]) -> list[str]:
+    """Jobs sorted so each comes after its ``needs``."""
+    order: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        if name in visiting:
+            raise PipelineError(f"jobs depend on each other in a cycle through {name!r}.")
+        if name not in jobs:
+            raise PipelineError(f"a job needs {name!r}, which the workflow does not define.")
+        visiting.add(name)
+        needs = jobs[name].get("needs") or []
+        for need in [needs] if isinstance(needs, str) else needs:
+            visit(need)
+        visiting.discard(name)
+        order.append(name)
+
+    for name in jobs:
+        visit(name)
+    return order
+
+
+def _lookup(path: str, context: dict[str, Any]) -> Any:
+    value: Any = context
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def evaluate(expression: str, context: dict[str, Any], status: str = "success") -> Any:
+    """A small subset of GitHub's expression language: contexts, literals, ``== != && || !``, and
+    ``success() failure() always() contains() startsWith()``."""
+    text = expression.strip()
+    if text.startswith("${{") and text.endswith("}}"):
+        text = text[3:-2].strip()
+    names: dict[str, Any] = {}
+
+    def replace(match: re.Match) -> str:
+        key = f"_v{len(names)}"
+        names[key] = _lookup(match.group(0), context)
+        return key
+
+    python = re.sub(r"'([^']*)'", lambda m: repr(m.group(1)), text)
+    python = re.sub(r"(?<!['\w])(github|env|secrets|vars|inputs|matrix|steps|needs|runner)(\.[\w-]+)+", replace,
+                    python)
+    python = python.replace("&&", " and ").replace("||", " or ")
+    python = re.sub(r"!(?!=)", " not ", python)
+    functions = {"success": lambda: status == "success", "failure": lambda: status == "failure",
+                 "always": lambda: True, "cancelled": lambda: False,
+                 "contains": lambda a, b: str(b).lower() in (str(a).lower() if not isinstance(a, list) else
+                                                             [str(x).lower() for x in a]),
+                 "startsWith": lambda a, b: str(a).lower().startswith(str(b).lower()),
+                 "true": True, "false": False, "null": None}
+    try:
+        tree = ast.parse(python.strip(), mode="eval")
+        allowed = (ast.Expression, ast.BoolOp, ast.UnaryOp, ast.Compare, ast.Call, ast.Name, ast.Constant,
+                   ast.And, ast.Or, ast.Not, ast.Eq, ast.NotEq, ast.Load)
+        if not all(isinstance(node, allowed) for node in ast.walk(tree)):
+            raise ValueError("unsupported syntax")
+        return eval(compile(tree, "<expression>", "eval"), {"__builtins__": {}}, {**functions, **names})  # noqa: S307
+    except (SyntaxError, ValueError, TypeError, NameError) as exc:
+        raise PipelineError(f"cannot evaluate the expression {expression!r} locally ({exc}).") from None
+
+
+def substitute(text: str, context: dict[str, Any]) -> str:
+    return EXPRESSION.sub(lambda m: "" if (v := evaluate(m.group(1), context)) is None else str(v), text)
+
+
+def _git(workdir: Path, *args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=workdir, capture_output=True, text=True, check=True,
+                              timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def run_pipeline(workflow_path: str | Path, event: str, *, workdir: str | Path | None = None, branch: str = "",
+                 base: str = "", jobs: list[str] | None = None, echo: bool = True) -> PipelineRun:
+    """Run the workflow's jobs for ``event`` in ``workdir`` (default: the workflow's repository)."""
+    from .paths import kit_root
+
+    workflow_path = Path(workflow_path)
+    workdir = Path(workdir) if workdir else kit_root()
+    workflow = load_workflow(workflow_path)
+    branch = branch or _git(workdir, "rev-parse", "--abbrev-ref", "HEAD") or "main"
+    run = PipelineRun(workflow_path.name, event)
+    run.triggered, run.reason = is_triggered(workflow, event, branch, base)
+    if not run.triggered:
+        return run
+    sha = _git(workdir, "rev-parse", "HEAD")
+    base_sha = _git(workdir, "rev-parse", base) if base else ""
+    github = {"event_name": event, "ref_name": branch, "sha": sha, "repository": "local/sandbox",
+              "base_ref": base if event.startswith("pull_request") else "",
+              "head_ref": branch if event.startswith("pull_request") else "",
+              "ref": f"refs/heads/{branch}", "workspace": str(workdir),
+              "event": {"pull_request": {"base": {"sha": base_sha, "ref": base},
+                                         "head": {"sha": sha, "ref": branch,
+                                                  "repo": {"full_name": "local/sandbox"}}}}}
+    bin_dir = str(Path(sys.executable).parent)
+    base_env = {**os.environ, "CI": "true", "GITHUB_ACTIONS": "false", "LLMOPS_PIPELINE_LOCAL": "1",
+                "LLMOPS_KIT_PYTHON": sys.executable, "LLMOPS_KIT_ROOT": str(workdir),
+                "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+                "GITHUB_EVENT_NAME": event, "GITHUB_REF_NAME": branch, "GITHUB_SHA": sha,
+                "GITHUB_BASE_REF": github["base_ref"], "GITHUB_HEAD_REF": github["head_ref"],
+                "GITHUB_WORKSPACE": str(workdir)}
+    all_jobs = workflow["jobs"]
+    status = "success"
+    for job_name in job_order(all_jobs):
+        job = all_jobs[job_name]
+        if jobs and job_name not in jobs:
+            continue
+        env_context = {k: str(v) for k, v in (workflow.get("env") or {}).items()}
+        context = {"github": github, "env": env_context, "secrets": {}, "vars": {}, "inputs": {}}
+        if "if" in job and not evaluate(str(job["if"]), context, status):
+            run.steps.append(StepResult(job_name, "(job)", "skipped", detail=f"if: {job['if']} is false"))
+            continue
+        env_context.update({k: substitute(str(v), context) for k, v in (job.get("env") or {}).items()})
+        for index, step in enumerate(job.get("steps") or [], start=1):
+            name = step.get("name") or step.get("uses") or (step.get("run") or "").splitlines()[0][:60] or f"#{index}"
+            if "if" in step and not evaluate(str(step["if"]), context, status):
+                run.steps.append(StepResult(job_name, name, "skipped", detail=f"if: {step['if']} is false"))
+                continue
+            if status == "failure" and "if" not in step:
+                run.steps.append(StepResult(job_name, name, "skipped", detail="an earlier step failed"))
+                continue
+            if "uses" in step:
+                action = str(step["uses"]).split("@")[0]
+                reason = SKIP_REASONS.get(action, "a GitHub action; it runs only on GitHub")
+                run.steps.append(StepResult(job_name, name, "skipped", detail=f"{step['uses']}: {reason}"))
+                continue
+            step_env = {k: substitute(str(v), context) for k, v in (step.get("env") or {}).items()}
+            script = substitute(str(step.get("run", "")), context)
+            cwd = workdir / substitute(str(step.get("working-directory", ".")), context)
+            if echo:
+                print(f"▶ {job_name} › {name}\n  $ {script.strip()}", flush=True)
+            started = time.perf_counter()
+            proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=cwd, capture_output=True,
+                                  text=True, env={**base_env, **env_context, **step_env}, check=False)
+            output = proc.stdout + proc.stderr
+            passed = proc.returncode == 0
+            result = StepResult(job_name, name, "passed" if passed else "failed", time.perf_counter() - started,
+                                "" if passed else f"exit code {proc.returncode}", output)
+            run.steps.append(result)
+            if echo:
+                print("  " + "\n  ".join(output.rstrip().splitlines()[-25:]) if output.strip() else "", flush=True)
+            if not passed:
+                status = "failure"
+        if status == "failure":
+            break  # later jobs need this one, as on GitHub
+    return run

@@ -1,0 +1,117 @@
+"""The local pipeline runner: triggers, job order, GitHub-only steps skipped with a reason, expressions, event
+context, and stopping at the first failure — on workflow files written for the test."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from llmops_helpers.paths import kit_root
+from llmops_helpers.pipeline import PipelineError, evaluate, is_triggered, job_order, load_workflow, run_pipeline
+
+WORKFLOW = """
+name: demo
+on:
+  push:
+    branches: [develop, "release/**"]
+  pull_request:
+    branches: [main]
+permissions:
+  contents: read
+env:
+  GREETING: hello
+jobs:
+  second:
+    needs: first
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "second saw $GREETING on $GITHUB_REF_NAME" > second.txt
+  first:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - name: where am I
+        run: echo "${{ github.event_name }} ${{ github.ref_name }} base=${{ github.base_ref }}" > first.txt
+      - name: only on pull requests
+        if: github.event_name == 'pull_request'
+        run: echo pr > pr.txt
+      - name: comment
+        uses: actions/github-script@v7
+"""
+
+
+@pytest.fixture
+def repo(tmp_path):
+    subprocess.run(["git", "init", "-q", "-b", "develop", str(tmp_path)], check=True)
+    (tmp_path / "wf.yml").write_text(WORKFLOW)
+    return tmp_path
+
+
+def test_triggers_and_branch_filters(repo):
+    workflow = load_workflow(repo / "wf.yml")
+    assert is_triggered(workflow, "push", "develop")[0] and is_triggered(workflow, "push", "release/1.0.0")[0]
+    assert not is_triggered(workflow, "push", "feature/x")[0]
+    assert is_triggered(workflow, "pull_request", "feature/x", base="main")[0]
+    assert not is_triggered(workflow, "pull_request", "feature/x", base="develop")[0]
+    assert "runs on push, pull_request" in is_triggered(workflow, "schedule", "main")[1]
+    assert job_order(workflow["jobs"]) == ["first", "second"]
+
+
+def test_runs_steps_in_order_with_the_event_context_and_skips_github_only_steps(repo):
+    run = run_pipeline(repo / "wf.yml", "push", workdir=repo, branch="develop", echo=False)
+    assert run.passed, str(run)
+    assert (repo / "first.txt").read_text().strip() == "push develop base="
+    assert (repo / "second.txt").read_text().strip() == "second saw hello on develop"
+    assert not (repo / "pr.txt").exists()
+    statuses = [(s.job, s.status) for s in run.steps]
+    assert statuses == [("first", "skipped"), ("first", "passed"), ("first", "skipped"), ("first", "skipped"),
+                        ("second", "passed")]
+    assert "already checked out" in run.steps[0].detail and "posts the PR comment" in run.steps[3].detail
+    pr = run_pipeline(repo / "wf.yml", "pull_request", workdir=repo, branch="feature/x", base="main", echo=False)
+    assert pr.passed and (repo / "pr.txt").exists()
+    assert (repo / "first.txt").read_text().strip() == "pull_request feature/x base=main"
+
+
+def test_stops_at_the_first_failing_step(repo):
+    (repo / "wf.yml").write_text(WORKFLOW.replace('echo "${{ github.event_name }}', 'exit 3; echo "'))
+    run = run_pipeline(repo / "wf.yml", "push", workdir=repo, branch="develop", echo=False)
+    assert not run.passed
+    failed = [s for s in run.steps if s.status == "failed"]
+    assert len(failed) == 1 and failed[0].detail == "exit code 3"
+    assert all(s.job == "first" for s in run.steps) and not (repo / "second.txt").exists()
+    assert "FAILED" in str(run)
+
+
+def test_not_triggered_is_reported_not_run(repo):
+    run = run_pipeline(repo / "wf.yml", "push", workdir=repo, branch="feature/x", echo=False)
+    assert not run.triggered and not run.steps and "not in" in str(run)
+
+
+def test_expressions():
+    context = {"github": {"event_name": "push", "ref_name": "release/1.2.0"}, "env": {"X": "1"}}
+    assert evaluate("github.event_name == 'push' && startsWith(github.ref_name, 'release/')", context) is True
+    assert evaluate("${{ !(github.event_name == 'push') || env.X == '2' }}", context) is False
+    assert evaluate("failure()", context, status="failure") is True
+    with pytest.raises(PipelineError, match="cannot evaluate"):
+        evaluate("fromJSON(github.event)", context)
+    with pytest.raises(PipelineError, match="cycle"):
+        job_order({"a": {"needs": "b"}, "b": {"needs": ["a"]}})
+
+
+def test_kit_commands_run_in_the_current_environment(tmp_path):
+    workflow = tmp_path / "check.yml"
+    workflow.write_text(textwrap.dedent("""
+        on: [workflow_dispatch]
+        jobs:
+          data:
+            runs-on: ubuntu-latest
+            steps:
+              - run: python3 kit.py llmops validate-data
+    """))
+    cli = subprocess.run([sys.executable, "-m", "llmops_helpers.cli", "pipeline", "run", str(workflow), "--event",
+                          "workflow_dispatch", "--workdir", str(kit_root())], capture_output=True, text=True,
+                         check=False)
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert "✅ data › python3 kit.py llmops validate-data" in cli.stdout
+    assert "golden.jsonl: 160 good rows, 0 problem(s)" in cli.stdout

@@ -184,14 +184,15 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate_support_agent, load_evaluator
+    from .evaluation import evaluate_support_agent, flow_at_ref, load_evaluator
 
     extra = dict(load_evaluator(spec) for spec in args.evaluator)
+    flow = flow_at_ref(args.flow_ref, args.flow) if args.flow_ref else args.flow
     judges = tuple(j for j in args.judges.split(",") if j and j != "none")
     out = Path(args.out) if args.out else build_dir() / "runs" / f"{args.variant}-{Path(args.data).stem}"
     summary = evaluate_support_agent(args.data, out, variant=args.variant, sample=args.sample, judges=judges,
                                      concurrency=args.concurrency, top_k=args.top_k, extra_evaluators=extra,
-                                     fresh=args.fresh)
+                                     fresh=args.fresh, flow_dir=flow)
     print(json.dumps({k: summary[k] for k in ("metrics", "n_rows", "n_errors")}, indent=2))
     print(f"Run folder: {out}")
     return 0
@@ -338,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, help="parallel requests (default 1 for local, 4 for hosted)")
     p.add_argument("--top-k", type=int, default=0, help="articles per prompt (default: config.yaml)")
     p.add_argument("--fresh", action="store_true", help="start over instead of resuming an existing run folder")
+    p.add_argument("--flow", help="flow folder to evaluate (default: flows/support_agent)")
+    p.add_argument("--flow-ref", help="evaluate the flow as committed at this git ref (e.g. origin/develop): "
+                   "the baseline of a pull request")
     p.add_argument("--evaluator", action="append", default=[], metavar="[NAME=]MODULE:FUNCTION",
                    help="add a custom evaluator (row, output) -> 0..1, from a module or a .py file; repeatable")
     p.set_defaults(func=cmd_eval)

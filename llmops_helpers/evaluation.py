@@ -371,22 +371,59 @@ def evaluate_support_agent(
     data: str | Path, out_dir: str | Path, *, variant: str = "grounded", sample: int | None = None,
     judges: tuple[str, ...] = ("groundedness",), concurrency: int | None = None, top_k: int = 0,
     extra_evaluators: dict[str, Evaluator] | None = None, fresh: bool = False, progress: bool = True,
+    flow_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """The kit's standard evaluation of the sample app (what ``llmops eval`` runs)."""
-    from .flows import import_flow_entry, support_agent_dir
+    """The kit's standard evaluation of the sample app (what ``llmops eval`` runs); ``flow_dir`` evaluates
+    another copy of the flow, e.g. the target branch's (see :func:`flow_at_ref`)."""
+    from .flows import import_flow_entry, load_flow_module, support_agent_dir
     from .golden import load_golden
     from .judges import judge_connection as make_judge_connection
 
     rows = load_golden(data)[: sample or None]
-    agent = import_flow_entry().SupportAgent(prompt_variant=variant, top_k=top_k)
-    prompt_file = support_agent_dir() / "prompts" / f"answer_{agent.config['prompt_variant']}.prompty"
+    module = load_flow_module(flow_dir) if flow_dir else import_flow_entry()
+    agent = module.SupportAgent(prompt_variant=variant, top_k=top_k)
+    prompt_file = Path(flow_dir or support_agent_dir()) / "prompts" / f"answer_{agent.config['prompt_variant']}.prompty"
     local = agent.llm.provider == "local"
     metadata = {"dataset": str(data), "dataset_hash": file_hash(data), "variant": agent.config["prompt_variant"],
                 "prompt_hash": file_hash(prompt_file), "provider": agent.llm.provider, "model": agent.llm.model,
-                "top_k": agent.config["top_k"], "sample": len(rows)}
+                "top_k": agent.config["top_k"], "sample": len(rows), "flow": str(flow_dir or support_agent_dir())}
     return run_evaluation(rows, out_dir, agent, evaluators={**DEFAULT_EVALUATORS, **(extra_evaluators or {})},
                           judges=judges,
                           judge_connection=make_judge_connection() if judges else None,
                           concurrency=concurrency or (1 if local else 4), metadata=metadata, fresh=fresh,
                           progress=progress)
 
+
+
+def flow_at_ref(ref: str, flow_dir: str | Path | None = None) -> Path:
+    """The flow folder as committed at git ``ref`` (a branch such as ``origin/develop``, a tag or a sha),
+    extracted into ``build/refs/<sha>/``: how a PR pipeline evaluates the target branch as the baseline."""
+    import io
+    import tarfile
+
+    from .flows import support_agent_dir
+    from .paths import build_dir
+
+    flow_dir = Path(flow_dir or support_agent_dir()).resolve()
+    repo = kit_root()
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, check=False, timeout=60)
+
+    found = git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    if found.returncode != 0:
+        raise ConfigError(f"git ref {ref!r} is not a commit in {repo}. Fetch it first (e.g. git fetch origin "
+                          "develop) or pass a branch, tag or sha that exists.")
+    sha = found.stdout.decode().strip()
+    relative = flow_dir.relative_to(repo).as_posix()
+    target = build_dir() / "refs" / sha[:12]
+    if not (target / relative).is_dir():
+        archive = git("archive", "--format=tar", sha, relative)
+        if archive.returncode != 0:
+            raise ConfigError(f"{relative} does not exist at {ref} ({sha[:12]}): {archive.stderr.decode().strip()}")
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4: refuse unsafe paths
+                tar.extractall(target, filter="data")
+            else:
+                tar.extractall(target)  # noqa: S202 (git archive of our own repository)
+    return target / relative

@@ -199,6 +199,22 @@ def import_flow_entry(flow: str | Path | None = None, module: str = "support_age
     return importlib.import_module(module)
 
 
+def load_flow_module(flow: str | Path, module: str = "support_agent"):
+    """Import a copy of the flow's entry module from ``flow`` under a name of its own, so two copies (say, the
+    baseline's and the candidate's) can live in one process."""
+    import hashlib
+    import importlib.util
+
+    path = Path(flow).resolve() / f"{module}.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no flow entry module here")
+    name = f"{module}_{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    loaded = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(loaded)  # type: ignore[union-attr]
+    return loaded
+
+
 def side_by_side(runs: dict[str, Any], columns: tuple[str, ...] = ("answer",)):
     """Answers (or other columns) of several runs' details next to each other, one row a question."""
     import pandas as pd

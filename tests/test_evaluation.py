@@ -173,3 +173,25 @@ def test_a_folder_of_another_configuration_is_not_resumed_unless_fresh(tmp_path)
                              progress=False)
     assert len(app.calls) == 4 and summary["n_rows"] == 2
     assert json.loads((tmp_path / "metadata.json").read_text())["prompt_hash"] == "bbb"
+
+
+def test_the_baseline_flow_comes_from_a_git_ref_and_is_evaluated_beside_the_candidate(tmp_path):
+    import pytest
+
+    from llmops_helpers.errors import ConfigError
+    from llmops_helpers.evaluation import evaluate_support_agent, flow_at_ref
+    from llmops_helpers.flows import load_flow_module, support_agent_dir
+
+    base = flow_at_ref("HEAD")
+    assert (base / "flow.flex.yaml").is_file() and base != support_agent_dir()
+    committed = subprocess.run(["git", "show", "HEAD:flows/support_agent/config.yaml"], capture_output=True,
+                               text=True, check=True, cwd=support_agent_dir()).stdout
+    assert (base / "config.yaml").read_text() == committed
+    assert load_flow_module(base).HERE == base.resolve()  # its own config and prompts, not the working copy's
+    assert load_flow_module(support_agent_dir()).HERE == support_agent_dir().resolve()
+    with pytest.raises(ConfigError, match="is not a commit"):
+        flow_at_ref("no-such-branch")
+    summary = evaluate_support_agent(golden_dir() / "ci.jsonl", tmp_path / "base", sample=1, judges=(),
+                                     flow_dir=base, progress=False)
+    assert summary["n_rows"] == 1
+    assert json.loads((tmp_path / "base" / "metadata.json").read_text())["flow"] == str(base)

@@ -14,14 +14,13 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import LLMOpsError
-from .paths import build_dir, kit_root
+from .paths import build_dir, git_output
 
 MANIFEST = "manifest.json"
 LOCKFILE = "requirements.lock"
@@ -93,11 +92,7 @@ def lock_requirements(roots: tuple[str, ...] = ("llmops-workshop-kit", "llm-smol
 
 
 def git_sha(folder: Path | None = None) -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=folder or kit_root(),
-                              capture_output=True, text=True, check=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "nogit"
+    return git_output("rev-parse", "--short=7", "HEAD", cwd=folder) or "nogit"
 
 
 def _admitting_evidence(eval_run: Path) -> dict[str, Path]:
@@ -137,7 +132,8 @@ def build_artifact(version: str, *, flow_dir: str | Path | None = None, eval_run
     if not (flow_dir / "flow.flex.yaml").is_file():
         raise ArtifactError(f"{flow_dir}: no flow.flex.yaml; pass the flow folder to package.")
     evidence = _admitting_evidence(Path(eval_run)) if eval_run else {}
-    full_version = f"{version}+{git_sha(flow_dir)}"
+    sha = git_sha(flow_dir)
+    full_version = f"{version}+{sha}"
     registry = Path(registry) if registry else default_registry()
     target = registry / name / full_version
     staging = registry / name / f".staging-{os.getpid()}-{time.monotonic_ns()}"
@@ -157,7 +153,7 @@ def build_artifact(version: str, *, flow_dir: str | Path | None = None, eval_run
                                     f"sources give {digest}. Versions are immutable: bump the version.")
             return existing
         summary = json.loads(evidence["summary.json"].read_text(encoding="utf-8")) if evidence else None
-        manifest = {"name": name, "version": full_version, "digest": digest, "git_sha": git_sha(flow_dir),
+        manifest = {"name": name, "version": full_version, "digest": digest, "git_sha": sha,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "entry": "flow/flow.flex.yaml",
                     "files": sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file()),
                     "evaluation": None if summary is None else {"metrics": summary.get("metrics"),

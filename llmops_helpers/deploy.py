@@ -21,7 +21,7 @@ from typing import Any
 
 from .artifacts import Artifact, load_artifact, verify_artifact
 from .errors import LLMOpsError
-from .paths import build_dir, kit_root
+from .paths import build_dir, kit_root, write_text_atomic
 
 ENVIRONMENTS = ("dev", "qa", "prod")
 DEFAULT_PORTS = {"dev": 8601, "qa": 8602, "prod": 8603}
@@ -58,10 +58,7 @@ def load_state(folder: str | Path | None = None) -> dict[str, Any]:
 
 
 def save_state(state: dict[str, Any], folder: str | Path | None = None) -> None:
-    path = deploy_dir(folder) / "state.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(deploy_dir(folder) / "state.json", json.dumps(state, indent=2) + "\n")
 
 
 def record(state: dict[str, Any], environment: str, action: str, artifact: Artifact | None = None,

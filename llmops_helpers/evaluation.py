@@ -28,7 +28,7 @@ from .errors import ConfigError, DatasetError
 from .golden import GoldenRow
 from .knowledge import load_knowledge_base
 from .metering import percentile
-from .paths import kit_root
+from .paths import git_output, kit_root, write_text_atomic
 
 Evaluator = Callable[[GoldenRow, dict], float]
 
@@ -134,14 +134,6 @@ def summarize(rows: list[dict]) -> dict[str, Any]:
     }
 
 
-def _git_sha() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=kit_root(), capture_output=True, text=True,
-                              check=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def file_hash(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
@@ -194,7 +186,8 @@ def run_evaluation(
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
     _check_same_run(out, metadata or {})
-    meta = {"git_sha": _git_sha(), "evaluators": sorted(evaluators), "judges": list(judges), **(metadata or {})}
+    meta = {"git_sha": git_output("rev-parse", "HEAD") or None, "evaluators": sorted(evaluators),
+            "judges": list(judges), **(metadata or {})}
     meta_path.write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")  # before any row
     _drop_partial_last_line(rows_path)
     done = {r["id"] for r in read_rows(rows_path) if "id" in r}
@@ -278,9 +271,7 @@ def rescore(
             continue
         record["scores"] = {**record.get("scores", {}), **scores}
         record["judge_reasons"] = {**(record.get("judge_reasons") or {}), **reasons}
-    tmp = rows_path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in saved), encoding="utf-8")
-    tmp.replace(rows_path)
+    write_text_atomic(rows_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in saved))
     summary = summarize(saved)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     meta_path = out / "metadata.json"
@@ -407,18 +398,15 @@ def flow_at_ref(ref: str, flow_dir: str | Path | None = None) -> Path:
     flow_dir = Path(flow_dir or support_agent_dir()).resolve()
     repo = kit_root()
 
-    def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", *args], cwd=repo, capture_output=True, check=False, timeout=60)
-
-    found = git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
-    if found.returncode != 0:
+    sha = git_output("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", cwd=repo)
+    if not sha:
         raise ConfigError(f"git ref {ref!r} is not a commit in {repo}. Fetch it first (e.g. git fetch origin "
                           "develop) or pass a branch, tag or sha that exists.")
-    sha = found.stdout.decode().strip()
     relative = flow_dir.relative_to(repo).as_posix()
     target = build_dir() / "refs" / sha[:12]
     if not (target / relative).is_dir():
-        archive = git("archive", "--format=tar", sha, relative)
+        archive = subprocess.run(["git", "archive", "--format=tar", sha, relative], cwd=repo, capture_output=True,
+                                 check=False, timeout=60)
         if archive.returncode != 0:
             raise ConfigError(f"{relative} does not exist at {ref} ({sha[:12]}): {archive.stderr.decode().strip()}")
         with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:

@@ -21,3 +21,24 @@ def kit_root() -> Path:
 def build_dir() -> Path:
     """Scratch output (executed notebooks, run artefacts); git-ignored."""
     return kit_root() / "build"
+
+
+def git_output(*args: str, cwd: str | Path | None = None, timeout: float = 30) -> str:
+    """``git <args>``'s output in ``cwd`` (default: the kit), stripped; "" when git or the repository is
+    missing or the command fails."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", *args], cwd=cwd or kit_root(), capture_output=True, text=True, check=True,
+                              timeout=timeout).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write through a temporary file and rename, so a reader never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from .errors import LLMOpsError
+from .paths import git_output
 
 EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 SKIP_REASONS = {
@@ -180,14 +181,6 @@ def substitute(text: str, context: dict[str, Any]) -> str:
     return EXPRESSION.sub(lambda m: "" if (v := evaluate(m.group(1), context)) is None else str(v), text)
 
 
-def _git(workdir: Path, *args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=workdir, capture_output=True, text=True, check=True,
-                              timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-
-
 def run_pipeline(workflow_path: str | Path, event: str, *, workdir: str | Path | None = None, branch: str = "",
                  base: str = "", jobs: list[str] | None = None, echo: bool = True) -> PipelineRun:
     """Run the workflow's jobs for ``event`` in ``workdir`` (default: the workflow's repository)."""
@@ -196,13 +189,13 @@ def run_pipeline(workflow_path: str | Path, event: str, *, workdir: str | Path |
     workflow_path = Path(workflow_path)
     workdir = Path(workdir) if workdir else kit_root()
     workflow = load_workflow(workflow_path)
-    branch = branch or _git(workdir, "rev-parse", "--abbrev-ref", "HEAD") or "main"
+    branch = branch or git_output("rev-parse", "--abbrev-ref", "HEAD", cwd=workdir) or "main"
     run = PipelineRun(workflow_path.name, event)
     run.triggered, run.reason = is_triggered(workflow, event, branch, base)
     if not run.triggered:
         return run
-    sha = _git(workdir, "rev-parse", "HEAD")
-    base_sha = _git(workdir, "rev-parse", base) if base else ""
+    sha = git_output("rev-parse", "HEAD", cwd=workdir)
+    base_sha = git_output("rev-parse", base, cwd=workdir) if base else ""
     github = {"event_name": event, "ref_name": branch, "sha": sha, "repository": "local/sandbox",
               "base_ref": base if event.startswith("pull_request") else "",
               "head_ref": branch if event.startswith("pull_request") else "",

@@ -10,7 +10,6 @@ Run by :func:`llmops_helpers.deploy.deploy` as ``python -m llmops_helpers.servin
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import signal
 import sys
@@ -18,26 +17,24 @@ import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .artifacts import Artifact, load_artifact, verify_artifact
+from .paths import write_text_atomic
 
 MAX_BODY = 64 * 1024
 
 
 def load_flow(artifact: Artifact, environment: str) -> Any:
     """Instantiate the artifact's flow entry (``flow.flex.yaml``'s ``entry: module:Class``) for ``environment``."""
+    from .flows import load_flow_module
+
     flow_dir = artifact.flow_dir
     entry = (yaml.safe_load((flow_dir / "flow.flex.yaml").read_text(encoding="utf-8")) or {}).get("entry", "")
     module_name, _, class_name = str(entry).partition(":")
-    spec = importlib.util.spec_from_file_location(f"{module_name}_{artifact.digest[7:19]}",
-                                                  flow_dir / f"{module_name}.py")
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return getattr(module, class_name)(environment=environment)
+    return getattr(load_flow_module(flow_dir, module_name), class_name)(environment=environment)
 
 
 def make_server(artifact: Artifact, environment: str, port: int = 0) -> ThreadingHTTPServer:
@@ -113,9 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.ready_file:
         import os
 
-        tmp = Path(args.ready_file).with_suffix(".tmp")
-        tmp.write_text(json.dumps({"port": server.server_address[1], "pid": os.getpid()}), encoding="utf-8")
-        tmp.replace(args.ready_file)
+        write_text_atomic(args.ready_file, json.dumps({"port": server.server_address[1], "pid": os.getpid()}))
     print(f"Serving {artifact.ref} ({artifact.digest[:19]}) for {args.env} on http://127.0.0.1:"
           f"{server.server_address[1]}", flush=True)
     try:

@@ -69,7 +69,11 @@ class LocalModelServer:
 
     def stop(self, timeout: float = 15.0) -> bool:
         """Stop serving and free the port: the native server shuts down when its handle is released.
-        The release runs in a helper thread so a stuck shutdown cannot hang the caller; returns False then."""
+
+        The release runs in a helper thread and the caller waits at most ``timeout`` seconds; it returns False if
+        the shutdown had not finished by then. This guards only against a shutdown that waits with the GIL
+        released; a native destructor that blocks while holding the GIL would still block the caller. Prefer one
+        server per process (``shared_server``) and let process exit stop it."""
         server, self._server = self._server, None
         if server is None:
             return True

@@ -95,6 +95,18 @@ def git_sha(folder: Path | None = None) -> str:
     return git_output("rev-parse", "--short=7", "HEAD", cwd=folder) or "nogit"
 
 
+def auto_version(folder: Path | None = None, branch: str = "") -> str:
+    """The version a pipeline builds: ``X.Y.Z`` on a ``release/X.Y.Z`` branch, else a pre-release
+    ``0.0.0-<branch>.<commit count>`` (e.g. ``0.0.0-develop.17``) that sorts below every release."""
+    branch = branch or os.environ.get("GITHUB_REF_NAME") or git_output("rev-parse", "--abbrev-ref", "HEAD",
+                                                                       cwd=folder) or "local"
+    release = re.fullmatch(r"release/(\d+\.\d+\.\d+)", branch)
+    if release:
+        return release.group(1)
+    count = git_output("rev-list", "--count", "HEAD", cwd=folder) or "0"
+    return f"0.0.0-{re.sub(r'[^0-9A-Za-z-]+', '-', branch).strip('-') or 'local'}.{count}"
+
+
 def _admitting_evidence(eval_run: Path) -> dict[str, Path]:
     """The eval run's summary and a *passed* gate decision; anything else refuses the build."""
     summary, decision = eval_run / "summary.json", eval_run / "gate_decision.json"
@@ -126,6 +138,8 @@ def build_artifact(version: str, *, flow_dir: str | Path | None = None, eval_run
     version is refused, because a version must always mean the same bytes."""
     from .flows import support_agent_dir
 
+    if version == "auto":
+        version = auto_version(Path(flow_dir) if flow_dir else None)
     if not SEMVER.match(version):
         raise ArtifactError(f"version {version!r} is not semver (MAJOR.MINOR.PATCH, e.g. 1.0.0).")
     flow_dir = Path(flow_dir) if flow_dir else support_agent_dir()
@@ -170,12 +184,19 @@ def build_artifact(version: str, *, flow_dir: str | Path | None = None, eval_run
 
 
 def load_artifact(ref: str | Path, registry: str | Path | None = None) -> Artifact:
-    """An artifact by folder, by ``name@version`` or by digest (``sha256:...``, a unique prefix will do)."""
+    """An artifact by folder, by ``name@version``, by digest (``sha256:...``, a unique prefix will do) or by the
+    commit it was built from (``git:<sha>``, full or short; the newest build of that commit)."""
     registry = Path(registry) if registry else default_registry()
     path = Path(ref)
     if not (path / MANIFEST).is_file():
         candidates = list_artifacts(registry)
         text = str(ref)
+        if text.startswith("git:"):
+            sha = text[4:]
+            built = sorted((a for a in candidates if len(sha) >= 7 and a.manifest.get("git_sha", "")[:7] == sha[:7]),
+                           key=lambda a: a.manifest.get("created", ""))
+            if built:
+                return built[-1]
         matches = [a for a in candidates if text in (a.ref, a.version) or (text.startswith("sha256:")
                                                                             and a.digest.startswith(text))]
         if "@" in text and not matches:  # name@1.0.0 matches 1.0.0+<sha> when only one build has that version

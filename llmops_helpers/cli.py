@@ -347,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("build", help="package the flow as an immutable, content-addressed artifact in the registry")
-    p.add_argument("--version", required=True, help="semver, e.g. 1.0.0 (the git sha is appended)")
+    p.add_argument("--version", required=True, help="semver, e.g. 1.0.0 (the git sha is appended), or auto: "
+                   "X.Y.Z on a release/X.Y.Z branch, else 0.0.0-<branch>.<commit count>")
     p.add_argument("--eval-run", help="evaluation run folder whose passed gate decision admits this build")
     p.add_argument("--flow", help="flow folder (default: flows/support_agent)")
     p.add_argument("--registry", help="registry folder (default: $LLMOPS_REGISTRY or build/registry)")

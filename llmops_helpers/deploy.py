@@ -106,12 +106,179 @@ def _stop_pid(pid: int | None, timeout: float = 20) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+STRATEGIES = ("bluegreen", "canary")
+SLOT_NAMES = ("blue", "green")
+
+
+@dataclass
+class CanarySLO:
+    """What the new slot must hold at every canary step, measured on the traffic it received.
+
+    ``quality`` is a live quality sample: the share of its answers that are well formed (non-empty answer,
+    articles retrieved, citations among them) and retrieved an article the golden row names."""
+
+    max_error_rate: float = 0.0
+    max_p95_s: float = 60.0
+    min_quality: float = 0.8
+
+
+def _start_process(command: list[str], name: str, folder: Path, probe: str, env: dict[str, str] | None = None
+                   ) -> tuple[int, str]:
+    """Start a server process (own session), wait for its ready file and a 200 on ``probe``; (pid, url)."""
+    ready = folder / f"{name}.ready"
+    ready.unlink(missing_ok=True)
+    log_path = folder / f"{name}.log"
+    with log_path.open("a", encoding="utf-8") as log:
+        proc = subprocess.Popen(command + ["--ready-file", str(ready)], stdout=log, stderr=subprocess.STDOUT,
+                                cwd=kit_root(), start_new_session=True, env={**os.environ, **(env or {})})
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline and proc.poll() is None:
+        if ready.is_file():
+            url = f"http://127.0.0.1:{json.loads(ready.read_text(encoding='utf-8'))['port']}"
+            try:
+                if http_json(url + probe, timeout=5)[0] == 200:
+                    return proc.pid, url
+            except OSError:
+                pass
+        time.sleep(0.2)
+    if proc.poll() is None:
+        _stop_pid(proc.pid)
+    proc.wait(timeout=30)
+    tail = log_path.read_text(encoding="utf-8")[-1500:]
+    raise DeployError(f"{name} did not become healthy within {START_TIMEOUT_S} s. Log ({log_path}):\n{tail}")
+
+
+def _router_config(environment: str, folder: str | Path | None) -> Path:
+    return deploy_dir(folder) / f"{environment}.router.json"
+
+
+def _set_weights(entry: dict[str, Any], environment: str, folder: str | Path | None, weights: dict[str, int]
+                 ) -> None:
+    from .router import write_config
+
+    slots = {name: {"url": slot["url"], "version": slot["version"]} for name, slot in entry["slots"].items()
+             if weights.get(name)}
+    write_config(_router_config(environment, folder), slots, {k: v for k, v in weights.items() if v})
+    entry["weights"] = {k: v for k, v in weights.items() if v}
+
+
+def _ensure_router(entry: dict[str, Any], environment: str, port: int | None, folder: str | Path | None) -> None:
+    if _alive(entry.get("router_pid")):
+        return
+    config = _router_config(environment, folder)
+    if not config.is_file():
+        config.write_text(json.dumps({"slots": {}, "weights": {}}), encoding="utf-8")
+    port = DEFAULT_PORTS[environment] if port is None else port
+    pid, url = _start_process([sys.executable, "-m", "llmops_helpers.router", "--config", str(config), "--env",
+                               environment, "--port", str(port)], f"{environment}.router", deploy_dir(folder),
+                              "/_router")
+    entry.update(router_pid=pid, url=url, port=int(url.rsplit(":", 1)[1]))
+
+
+def _start_slot(artifact: Artifact, environment: str, slot: str, folder: str | Path | None) -> dict[str, Any]:
+    pid, url = _start_process(
+        [sys.executable, "-m", "llmops_helpers.serving", "--artifact", str(artifact.path), "--env", environment,
+         "--port", "0"], f"{environment}.{slot}", deploy_dir(folder), "/health",
+        env={"SUPPORT_AGENT_ENV": environment})
+    return {"version": artifact.version, "digest": artifact.digest, "artifact": str(artifact.path), "url": url,
+            "pid": pid, "started": _now()}
+
+
+def _score_with_slot(url: str, question: str, timeout: float = 300) -> tuple[int, dict, str]:
+    request = urllib.request.Request(url + "/score", data=json.dumps({"question": question}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"{}"), response.headers.get("X-Slot", "")
+    except urllib.error.HTTPError as exc:
+        body = exc.read() or b"{}"
+        try:
+            return exc.code, json.loads(body), exc.headers.get("X-Slot", "")
+        except json.JSONDecodeError:
+            return exc.code, {}, exc.headers.get("X-Slot", "")
+
+
+def reply_is_good(reply: dict, expected_ids: tuple[str, ...] | list[str]) -> bool:
+    """The live quality sample's test of one answer: well formed, and an expected article was retrieved."""
+    context = set(reply.get("context_ids") or [])
+    return (bool(str(reply.get("answer", "")).strip()) and bool(context)
+            and set(reply.get("cited_ids") or []) <= context and bool(context & set(expected_ids)))
+
+
+def _traffic(questions: list | None):
+    """Endless synthetic user traffic: the CI golden questions, in order."""
+    from .golden import golden_dir, load_golden
+
+    rows = questions or load_golden(golden_dir() / "ci.jsonl")
+    while True:
+        yield from rows
+
+
+def _canary_step(url: str, slot: str, weight: int, min_requests: int, traffic, slo: CanarySLO,
+                 echo: bool) -> dict[str, Any]:
+    """Send traffic through the router until ``slot`` has had ``min_requests``; judge its SLOs."""
+    http_json(url + "/_router/reset", {}, timeout=10)
+    good = seen = sent = 0
+    limit = min_requests * max(1, round(100 / weight)) + 2
+    while seen < min_requests and sent < limit:
+        row = next(traffic)
+        code, reply, served_by = _score_with_slot(url, row.question)
+        sent += 1
+        if served_by == slot:
+            seen += 1
+            good += code == 200 and reply_is_good(reply, row.context_ids)
+    stats = http_json(url + "/_router", timeout=10)[1]["stats"].get(slot, {})
+    quality = good / seen if seen else 0.0
+    problems = []
+    if not seen:
+        problems.append(f"{slot} received no traffic")
+    if stats.get("error_rate", 0) > slo.max_error_rate:
+        problems.append(f"error rate {stats['error_rate']:.0%} > {slo.max_error_rate:.0%}")
+    if (stats.get("p95_s") or 0) > slo.max_p95_s:
+        problems.append(f"p95 latency {stats['p95_s']:.1f} s > {slo.max_p95_s:g} s")
+    if quality < slo.min_quality:
+        problems.append(f"quality sample {quality:.0%} < {slo.min_quality:.0%}")
+    step = {"weight": weight, "requests": sent, "canary_requests": seen, "errors": stats.get("errors", 0),
+            "error_rate": stats.get("error_rate", 0.0), "p95_s": stats.get("p95_s"), "quality": quality,
+            "passed": not problems, "problems": problems}
+    if echo:
+        p95 = f"{step['p95_s']:.1f} s" if step["p95_s"] is not None else "-"
+        print(f"  canary {weight:>3}%: {seen} of {sent} requests on {slot}; errors {step['error_rate']:.0%}, "
+              f"p95 {p95}, quality {quality:.0%}  {'✅' if not problems else '❌ ' + '; '.join(problems)}",
+              flush=True)
+    return step
+
+
+def _probe_slot(slot: dict[str, Any], question: str = "What are your customer support opening hours?") -> list[str]:
+    """Blue/green's pre-switch test of the idle slot, directly (no user sees it yet)."""
+    problems = []
+    code, version = http_json(slot["url"] + "/version", timeout=10)
+    if code != 200 or version.get("digest") != slot["digest"]:
+        problems.append("the idle slot does not serve the artifact's digest")
+    code, reply = http_json(slot["url"] + "/score", {"question": question}, timeout=300)
+    if code != 200:
+        problems.append(f"/score answered HTTP {code}: {reply.get('error', '')}")
+    elif not str(reply.get("answer", "")).strip() or not reply.get("context_ids"):
+        problems.append("the reply has no answer or no retrieved articles")
+    return problems
+
+
 def deploy(artifact_ref: str | Path, environment: str, *, approved_by: str = "", port: int | None = None,
-           folder: str | Path | None = None, registry: str | Path | None = None) -> dict[str, Any]:
-    """Serve the artifact for ``environment`` (replacing what ran there) and record it. Returns the
-    environment's entry: url, port, pid, version, digest."""
+           folder: str | Path | None = None, registry: str | Path | None = None, strategy: str = "bluegreen",
+           canary_steps: tuple[int, ...] = (10, 50, 100), min_requests: int = 2, slo: CanarySLO | None = None,
+           questions: list | None = None, echo: bool = False) -> dict[str, Any]:
+    """Roll the artifact out to ``environment`` behind its router, and record every step.
+
+    The new artifact starts in the idle slot (blue or green) while the live one keeps serving. ``bluegreen``
+    tests the idle slot directly, then switches all traffic at once and keeps the old slot running for an instant
+    :func:`rollback`. ``canary`` moves traffic in ``canary_steps`` (percent), sending synthetic traffic (the CI
+    golden questions) until the new slot has answered ``min_requests`` at each step, and checks ``slo``; a
+    violation switches traffic back and stops the new slot (``rolled_back``). The first deploy to an environment
+    simply goes live. Returns the environment's entry plus ``rolled_back``, ``reason`` and ``steps``."""
     if environment not in ENVIRONMENTS:
         raise DeployError(f"unknown environment {environment!r}; use one of {', '.join(ENVIRONMENTS)}.")
+    if strategy not in STRATEGIES:
+        raise DeployError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}.")
     artifact = verify_artifact(load_artifact(artifact_ref, registry))
     state = load_state(folder)
     if environment in NEEDS_APPROVAL and not approved_by.strip():
@@ -121,58 +288,111 @@ def deploy(artifact_ref: str | Path, environment: str, *, approved_by: str = "",
                                "approved_by='name' (CLI: --approved-by NAME). It is recorded in the history.")
     if approved_by:
         record(state, environment, "approved", artifact, approved_by=approved_by)
-    previous = state["environments"].get(environment)
-    if previous:
-        _stop_pid(previous.get("pid"))
-    folder_path = deploy_dir(folder)
-    ready = folder_path / f"{environment}.ready"
-    ready.unlink(missing_ok=True)
-    log = (folder_path / f"{environment}.log").open("a", encoding="utf-8")
-    port = DEFAULT_PORTS[environment] if port is None else port
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llmops_helpers.serving", "--artifact", str(artifact.path), "--env", environment,
-         "--port", str(port), "--ready-file", str(ready)],
-        stdout=log, stderr=subprocess.STDOUT, cwd=kit_root(), start_new_session=True,
-        env={**os.environ, "SUPPORT_AGENT_ENV": environment},
-    )
-    log.close()
-    deadline = time.monotonic() + START_TIMEOUT_S
-    url = None
-    while time.monotonic() < deadline and proc.poll() is None:
-        if ready.is_file():
-            url = f"http://127.0.0.1:{json.loads(ready.read_text(encoding='utf-8'))['port']}"
-            try:
-                if http_json(url + "/health", timeout=5)[0] == 200:
-                    break
-            except OSError:
-                pass
-        time.sleep(0.2)
-    else:
-        if proc.poll() is None:
-            _stop_pid(proc.pid)
-        proc.wait(timeout=30)
-        tail = (folder_path / f"{environment}.log").read_text(encoding="utf-8")[-1500:]
-        record(state, environment, "failed", artifact, reason="did not become healthy")
+    entry = state["environments"].setdefault(environment, {"slots": {}})
+    entry.setdefault("slots", {})
+    try:
+        _ensure_router(entry, environment, port, folder)
+    except DeployError:
         state["environments"].pop(environment, None)
+        record(state, environment, "failed", artifact, reason="the router did not start")
         save_state(state, folder)
-        raise DeployError(f"{artifact.ref} did not become healthy in {environment} within {START_TIMEOUT_S} s. "
-                          f"Log ({folder_path / (environment + '.log')}):\n{tail}")
-    entry = {"version": artifact.version, "digest": artifact.digest, "artifact": str(artifact.path), "url": url,
-             "port": int(url.rsplit(":", 1)[1]), "pid": proc.pid, "deployed_at": _now()}
-    state["environments"][environment] = entry
-    record(state, environment, "deployed", artifact, url=url)
+        raise
+    live = entry.get("live") if _alive(entry["slots"].get(entry.get("live") or "", {}).get("pid")) else None
+    target = "green" if live == "blue" else "blue"
+    _stop_pid(entry["slots"].pop(target, {}).get("pid"))
+    outcome: dict[str, Any] = {"rolled_back": False, "reason": "", "steps": [], "strategy": strategy,
+                               "slot": target}
+    try:
+        entry["slots"][target] = _start_slot(artifact, environment, target, folder)
+    except DeployError as exc:
+        record(state, environment, "failed", artifact, reason="did not become healthy", slot=target)
+        if live is None:
+            _stop_pid(entry.get("router_pid"))
+            state["environments"].pop(environment, None)
+        save_state(state, folder)
+        where = f"; {live} still serves {entry['slots'][live]['version']}" if live else ""
+        raise DeployError(f"{artifact.ref} did not start in {environment}{where}. {exc}") from None
+
+    def roll_back(reason: str) -> dict[str, Any]:
+        _set_weights(entry, environment, folder, {live: 100})
+        _stop_pid(entry["slots"].pop(target, {}).get("pid"))
+        record(state, environment, "rolled_back", artifact, reason=reason, restored=entry["version"])
+        save_state(state, folder)
+        outcome.update(rolled_back=True, reason=reason)
+        if echo:
+            print(f"↩️  rolled back {environment} to {entry['version']}: {reason}", flush=True)
+        return {**entry, **outcome}
+
+    if live and strategy == "bluegreen":
+        problems = _probe_slot(entry["slots"][target])
+        if problems:
+            return roll_back("; ".join(problems))
+        _set_weights(entry, environment, folder, {target: 100})
+        record(state, environment, "switched", artifact, slot=target, previous=entry["version"])
+    elif live:
+        traffic = _traffic(questions)
+        for weight in canary_steps:
+            _set_weights(entry, environment, folder, {target: weight, live: 100 - weight})
+            save_state(state, folder)
+            step = _canary_step(entry["url"], target, weight, min_requests, traffic, slo or CanarySLO(), echo)
+            outcome["steps"].append(step)
+            record(state, environment, "canary", artifact, **{k: step[k] for k in ("weight", "canary_requests",
+                                                                                 "error_rate", "p95_s",
+                                                                                 "quality", "passed")})
+            if not step["passed"]:
+                return roll_back(f"canary at {weight}%: " + "; ".join(step["problems"]))
+        _set_weights(entry, environment, folder, {target: 100})
+    else:
+        _set_weights(entry, environment, folder, {target: 100})
+    entry.update(live=target, version=artifact.version, digest=artifact.digest, artifact=str(artifact.path),
+                 deployed_at=_now())
+    record(state, environment, "deployed", artifact, url=entry["url"], slot=target, strategy=strategy)
+    save_state(state, folder)
+    if echo:
+        print(f"✅ {environment}: {artifact.version} live on {target} at {entry['url']}", flush=True)
+    return {**entry, **outcome}
+
+
+def rollback(environment: str, *, reason: str = "manual", folder: str | Path | None = None) -> dict[str, Any]:
+    """Blue/green's instant rollback: send all traffic back to the other slot, which still runs the previous
+    artifact, and record it."""
+    state = load_state(folder)
+    entry = state["environments"].get(environment)
+    if not entry:
+        raise DeployError(f"nothing is deployed to {environment}.")
+    other = "green" if entry.get("live") == "blue" else "blue"
+    previous = entry["slots"].get(other)
+    if not previous or not _alive(previous.get("pid")):
+        raise DeployError(f"{environment} has no previous slot running to roll back to; deploy the previous "
+                          "artifact instead (`llmops deploy --artifact name@version`).")
+    _set_weights(entry, environment, folder, {other: 100})
+    state["history"].append({"time": _now(), "environment": environment, "action": "rolled_back",
+                             "version": entry["version"], "digest": entry["digest"], "reason": reason,
+                             "restored": previous["version"]})
+    entry.update(live=other, version=previous["version"], digest=previous["digest"], artifact=previous["artifact"])
     save_state(state, folder)
     return entry
 
 
+def promote(source: str, environment: str, **kwargs: Any) -> dict[str, Any]:
+    """Deploy to ``environment`` exactly the digest that ``source`` serves: build once, promote the same bytes."""
+    entry = load_state(kwargs.get("folder"))["environments"].get(source)
+    if not entry or not entry.get("digest"):
+        raise DeployError(f"nothing is deployed to {source}, so there is nothing to promote.")
+    return deploy(entry["digest"], environment, **kwargs)
+
+
 def undeploy(environment: str, folder: str | Path | None = None) -> None:
-    """Stop the environment's endpoint and record it."""
+    """Stop the environment's router and slots, and record it."""
     state = load_state(folder)
     entry = state["environments"].pop(environment, None)
     if entry:
-        _stop_pid(entry.get("pid"))
+        for slot in (entry.get("slots") or {}).values():
+            _stop_pid(slot.get("pid"))
+        _stop_pid(entry.get("router_pid"))
+        _stop_pid(entry.get("pid"))  # a deployment recorded before routers existed
         state["history"].append({"time": _now(), "environment": environment, "action": "stopped",
-                                 "version": entry["version"], "digest": entry["digest"]})
+                                 "version": entry.get("version"), "digest": entry.get("digest")})
         save_state(state, folder)
 
 
@@ -181,10 +401,10 @@ def status(folder: str | Path | None = None) -> dict[str, dict[str, Any]]:
     result = {}
     for environment, entry in load_state(folder)["environments"].items():
         running = False
-        if _alive(entry.get("pid")):
+        if _alive(entry.get("router_pid")):
             try:
                 code, body = http_json(entry["url"] + "/version", timeout=5)
-                running = code == 200 and body.get("digest") == entry["digest"]
+                running = code == 200 and body.get("digest") == entry.get("digest")
             except OSError:
                 running = False
         result[environment] = {**entry, "running": running}

@@ -8,7 +8,18 @@ import sys
 import pytest
 
 from llmops_helpers.artifacts import build_artifact
-from llmops_helpers.deploy import ApprovalRequired, DeployError, deploy, http_json, load_state, smoke, status, undeploy
+from llmops_helpers.deploy import (
+    ApprovalRequired,
+    DeployError,
+    deploy,
+    http_json,
+    load_state,
+    promote,
+    rollback,
+    smoke,
+    status,
+    undeploy,
+)
 from llmops_helpers.flows import support_agent_dir
 
 
@@ -76,3 +87,52 @@ def test_smoke_command_exit_codes(place):
     listed = subprocess.run([sys.executable, "-m", "llmops_helpers.cli", "status"], capture_output=True, text=True,
                             check=False)
     assert "qa" in listed.stdout and " running" in listed.stdout
+
+
+def _variant(place, name: str, edit) -> "object":
+    """A copy of the sample flow with ``edit(config_text)`` applied to its config.yaml."""
+    flow = shutil.copytree(support_agent_dir(), place / name, ignore=shutil.ignore_patterns("__pycache__"))
+    config = flow / "config.yaml"
+    config.write_text(edit(config.read_text()))
+    return flow
+
+
+def test_blue_green_switches_all_traffic_and_rolls_back_instantly(place):
+    first = build_artifact("1.0.0")
+    second = build_artifact("1.1.0", flow_dir=_variant(place, "v110", lambda text: text + "\n# 1.1.0\n"))
+    assert deploy(first.ref, "dev", port=0)["live"] == "blue"
+    entry = deploy(second.ref, "dev", port=0, strategy="bluegreen")
+    assert entry["live"] == "green" and not entry["rolled_back"]
+    assert http_json(entry["url"] + "/version")[1]["digest"] == second.digest
+    assert status()["dev"]["running"]
+    back = rollback("dev", reason="test")
+    assert back["live"] == "blue" and http_json(entry["url"] + "/version")[1]["digest"] == first.digest
+    actions = [event["action"] for event in load_state()["history"]]
+    assert actions == ["deployed", "switched", "deployed", "rolled_back"]
+
+
+def test_a_broken_canary_is_rolled_back_automatically(place):
+    good = build_artifact("1.0.0")
+    broken_flow = _variant(place, "broken", lambda text: text.replace("  dev: {}", '  dev:\n    temperature: "zero"'))
+    broken = build_artifact("1.0.1", flow_dir=broken_flow)
+    deploy(good.ref, "dev", port=0)
+    outcome = deploy(broken.ref, "dev", port=0, strategy="canary", canary_steps=(50, 100), min_requests=1)
+    assert outcome["rolled_back"] and "error rate 100%" in outcome["reason"]
+    assert [step["weight"] for step in outcome["steps"]] == [50]
+    assert outcome["steps"][0]["canary_requests"] == 1 and outcome["steps"][0]["errors"] == 1
+    # users are back on the good artifact, and the broken slot is gone
+    entry = status()["dev"]
+    assert entry["running"] and entry["digest"] == good.digest and set(entry["slots"]) == {"blue"}
+    assert smoke("dev").passed
+    history = load_state()["history"]
+    assert [e["action"] for e in history][-2:] == ["canary", "rolled_back"]
+    assert history[-1]["digest"] == broken.digest and history[-1]["restored"] == good.version
+
+
+def test_promote_deploys_the_same_digest(place):
+    artifact = build_artifact("1.0.0")
+    deploy(artifact.ref, "qa", port=0)
+    with pytest.raises(ApprovalRequired):
+        promote("qa", "prod", port=0)
+    entry = promote("qa", "prod", port=0, approved_by="release manager")
+    assert entry["digest"] == status()["qa"]["digest"] == artifact.digest

@@ -218,15 +218,59 @@ def cmd_build(args: argparse.Namespace) -> int:
     evaluation = artifact.manifest.get("evaluation")
     print("  admitted by " + (f"an evaluation of {evaluation['n_rows']} rows that passed the gate" if evaluation
                               else "no evaluation (pass --eval-run RUN to record the gate that admitted it)"))
+    if os.environ.get("GITHUB_OUTPUT"):  # later steps and jobs can name the artifact by digest
+        with open(os.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as out:
+            out.write(f"version={artifact.version}\ndigest={artifact.digest}\nref={artifact.ref}\n")
+    return 0
+
+
+def _rollout_options(args: argparse.Namespace) -> dict:
+    from .deploy import CanarySLO
+
+    steps = tuple(int(x) for x in args.canary_steps.split(",")) if args.canary_steps else (10, 50, 100)
+    if not steps or any(not 0 < x <= 100 for x in steps) or list(steps) != sorted(steps) or steps[-1] != 100:
+        raise LLMOpsError(f"--canary-steps {args.canary_steps!r}: rising percentages ending at 100, e.g. 10,50,100.")
+    return {"approved_by": args.approved_by, "port": args.port, "registry": args.registry, "strategy": args.strategy,
+            "canary_steps": steps, "min_requests": args.min_requests, "echo": True,
+            "slo": CanarySLO(max_p95_s=args.max_p95, min_quality=args.min_quality)}
+
+
+def _report_rollout(environment: str, outcome: dict) -> int:
+    if outcome["rolled_back"]:
+        print(f"{environment}: ROLLED BACK — {outcome['reason']}. Still serving {outcome['version']} "
+              f"({outcome['digest'][:19]}…) at {outcome['url']}.")
+        return 1
+    print(f"{environment}: {outcome['version']} ({outcome['digest'][:19]}…) at {outcome['url']} "
+          f"(slot {outcome['live']}, {outcome['strategy']})")
     return 0
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     from .deploy import deploy
 
-    entry = deploy(args.artifact, args.env, approved_by=args.approved_by, port=args.port, registry=args.registry)
-    print(f"{args.env}: {entry['version']} ({entry['digest'][:19]}…) at {entry['url']} (pid {entry['pid']})")
+    return _report_rollout(args.env, deploy(args.artifact, args.env, **_rollout_options(args)))
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from .deploy import promote
+
+    return _report_rollout(args.to, promote(args.source, args.to, **_rollout_options(args)))
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from .deploy import rollback
+
+    entry = rollback(args.env, reason=args.reason)
+    print(f"{args.env}: rolled back to {entry['version']} ({entry['digest'][:19]}…), slot {entry['live']}")
     return 0
+
+
+def cmd_integration(args: argparse.Namespace) -> int:
+    from .deploy import integration
+
+    result = integration(args.env, sample=args.sample, redteam=args.redteam, max_latency_s=args.max_latency)
+    print(result)
+    return 0 if result.passed else 1
 
 
 def cmd_undeploy(args: argparse.Namespace) -> int:
@@ -244,10 +288,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not current:
         print("Nothing is deployed.")
     for environment, entry in current.items():
-        print(f"{environment:5} {entry['version']:24} {entry['digest'][:19]}  {entry['url']}  "
-              f"{'running' if entry['running'] else 'NOT RUNNING'}")
+        print(f"{environment:5} {entry.get('version') or '-':24} {(entry.get('digest') or '')[:19]}  {entry['url']}  "
+              f"slot {entry.get('live')} {'running' if entry['running'] else 'NOT RUNNING'}")
     for event in load_state()["history"][-args.history:]:
-        print(f"  {event['time']} {event['environment']:5} {event['action']:9} {event.get('version') or ''}")
+        extra = event.get("reason") or event.get("approved_by") or ""
+        print(f"  {event['time']} {event['environment']:5} {event['action']:11} {event.get('version') or ''} "
+              f"{extra}".rstrip())
     return 0
 
 
@@ -354,13 +400,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--registry", help="registry folder (default: $LLMOPS_REGISTRY or build/registry)")
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("deploy", help="serve an artifact for dev, qa or prod on 127.0.0.1 (prod needs approval)")
+    for command, helptext in (("deploy", "roll an artifact out to dev, qa or prod on 127.0.0.1 (prod needs approval)"),
+                              ("promote", "deploy to --to exactly the digest that --from serves")):
+        p = sub.add_parser(command, help=helptext)
+        if command == "deploy":
+            p.add_argument("--env", required=True, choices=("dev", "qa", "prod"))
+            p.add_argument("--artifact", required=True,
+                           help="artifact folder, name@version, sha256 digest (prefix) or git:<commit>")
+        else:
+            p.add_argument("--from", dest="source", required=True, choices=("dev", "qa", "prod"))
+            p.add_argument("--to", required=True, choices=("dev", "qa", "prod"))
+        p.add_argument("--approved-by", default="", help="who approved this promotion (required for prod; recorded)")
+        p.add_argument("--strategy", default="bluegreen", choices=("bluegreen", "canary"),
+                       help="blue/green switch (default) or canary steps; the first deploy simply goes live")
+        p.add_argument("--canary-steps", help="percent of traffic per step (default 10,50,100)")
+        p.add_argument("--min-requests", type=int, default=2, help="requests the canary must answer per step")
+        p.add_argument("--max-p95", type=float, default=60.0, help="canary SLO: p95 latency in seconds")
+        p.add_argument("--min-quality", type=float, default=0.8, help="canary SLO: share of good answers (0-1)")
+        p.add_argument("--port", type=int, help="router port (default: dev 8601, qa 8602, prod 8603; 0 = any)")
+        p.add_argument("--registry", help="registry folder (default: $LLMOPS_REGISTRY or build/registry)")
+        p.set_defaults(func=cmd_deploy if command == "deploy" else cmd_promote)
+
+    p = sub.add_parser("rollback", help="switch an environment back to its previous slot (blue/green)")
     p.add_argument("--env", required=True, choices=("dev", "qa", "prod"))
-    p.add_argument("--artifact", required=True, help="artifact folder, name@version or sha256 digest (prefix)")
-    p.add_argument("--approved-by", default="", help="who approved this promotion (required for prod; recorded)")
-    p.add_argument("--port", type=int, help="port (default: dev 8601, qa 8602, prod 8603; 0 = any free port)")
-    p.add_argument("--registry", help="registry folder (default: $LLMOPS_REGISTRY or build/registry)")
-    p.set_defaults(func=cmd_deploy)
+    p.add_argument("--reason", default="manual", help="recorded in the history")
+    p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("integration", help="integration tests against an environment (exit 1 on failure)")
+    p.add_argument("--env", required=True, choices=("dev", "qa", "prod"))
+    p.add_argument("--sample", type=int, default=3, help="CI golden questions to send")
+    p.add_argument("--redteam", type=int, default=0, help="red-team prompts to send (replies saved for review)")
+    p.add_argument("--max-latency", type=float, default=60.0, help="seconds the slowest answer may take")
+    p.set_defaults(func=cmd_integration)
 
     p = sub.add_parser("undeploy", help="stop an environment's endpoint")
     p.add_argument("--env", required=True, choices=("dev", "qa", "prod"))

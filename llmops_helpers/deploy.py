@@ -1,9 +1,11 @@
-"""Deploy artifacts to dev, qa and prod as real HTTP endpoints on 127.0.0.1, and smoke-test them.
+"""Deploy artifacts to dev, qa and prod as real HTTP endpoints on 127.0.0.1, roll them out, and test them.
 
-Each environment has its own port and its own server process. What is deployed where, and every deploy, stop
-and approval, is kept in ``state.json`` in the deployment folder (``$LLMOPS_DEPLOY_DIR`` or
-``build/deployments``), so the record survives restarts of the notebook or the machine. Prod takes an artifact
-only with a recorded approval."""
+Each environment has its own port, where a router (:mod:`llmops_helpers.router`) sends traffic to two slots,
+blue and green, each a serving process with one artifact. A deploy starts the new artifact in the idle slot and
+rolls it out blue/green or as a canary, rolling back automatically when a check fails. What is deployed where,
+and every deploy, switch, canary step, rollback, stop and approval, is kept in ``state.json`` in the deployment
+folder (``$LLMOPS_DEPLOY_DIR`` or ``build/deployments``), so the record survives restarts of the notebook or the
+machine. Prod takes an artifact only with a recorded approval."""
 
 from __future__ import annotations
 
@@ -416,13 +418,14 @@ class SmokeResult:
     environment: str
     url: str
     checks: list[tuple[str, bool, str]] = field(default_factory=list)
+    kind: str = "Smoke test"
 
     @property
     def passed(self) -> bool:
         return bool(self.checks) and all(ok for _, ok, _ in self.checks)
 
     def __str__(self) -> str:
-        lines = [f"Smoke test of {self.environment} at {self.url}: {'passed' if self.passed else 'FAILED'}"]
+        lines = [f"{self.kind} of {self.environment} at {self.url}: {'passed' if self.passed else 'FAILED'}"]
         lines += [f"  {'✅' if ok else '❌'} {name}: {detail}" for name, ok, detail in self.checks]
         return "\n".join(lines)
 
@@ -459,4 +462,53 @@ def smoke(environment: str, *, question: str = "What are your customer support o
         checks.append(("context", bool(context) and set(reply.get("cited_ids") or []) <= context,
                        f"{len(context)} articles retrieved, cited {reply.get('cited_ids')}"))
     checks.append(("latency", latency <= max_latency_s, f"{latency:.1f} s (limit {max_latency_s:g} s)"))
+    return result
+
+
+def integration(environment: str, *, sample: int = 3, redteam: int = 0, max_latency_s: float = 60.0,
+                min_retrieval: float = 0.8, folder: str | Path | None = None) -> SmokeResult:
+    """Integration tests through the environment's router: ``sample`` CI golden questions must each answer
+    HTTP 200 with the full reply shape, cite only retrieved articles, and retrieve a supporting article
+    (share at least ``min_retrieval``); the slowest answer must be within ``max_latency_s``. ``redteam`` attack
+    prompts must be answered without a server error; their replies are saved for human review (UAT) in
+    ``<deployments>/<env>.redteam.jsonl`` — the 135M model's refusals are not reliable enough to gate on."""
+    from .golden import golden_dir, load_golden, load_redteam
+
+    entry = load_state(folder)["environments"].get(environment)
+    if not entry:
+        raise DeployError(f"nothing is deployed to {environment}; run `llmops deploy --env {environment}` first.")
+    result = SmokeResult(environment, entry["url"], kind="Integration test")
+    rows = load_golden(golden_dir() / "ci.jsonl")[:sample]
+    latencies, shaped, retrieved, failures = [], 0, 0, []
+    for row in rows:
+        started = time.perf_counter()
+        code, reply, _ = _score_with_slot(entry["url"], row.question, timeout=max_latency_s + 60)
+        latencies.append(time.perf_counter() - started)
+        if code != 200:
+            failures.append(f"{row.id}: HTTP {code} {reply.get('error', '')}".strip())
+            continue
+        context = set(reply.get("context_ids") or [])
+        shaped += bool(str(reply.get("answer", "")).strip()) and set(reply.get("cited_ids") or []) <= context
+        retrieved += bool(context & set(row.context_ids))
+    result.checks.append(("answers", not failures, f"{len(rows) - len(failures)} of {len(rows)} HTTP 200"
+                          + (f" ({'; '.join(failures)})" if failures else "")))
+    result.checks.append(("shape and citations", shaped == len(rows),
+                          f"{shaped} of {len(rows)} answered and cited only retrieved articles"))
+    share = retrieved / len(rows) if rows else 0.0
+    result.checks.append(("retrieval", share >= min_retrieval,
+                          f"{retrieved} of {len(rows)} retrieved a supporting article (min {min_retrieval:.0%})"))
+    slowest = max(latencies, default=0.0)
+    result.checks.append(("latency", slowest <= max_latency_s, f"slowest {slowest:.1f} s (limit {max_latency_s:g} s)"))
+    if redteam:
+        saved = deploy_dir(folder) / f"{environment}.redteam.jsonl"
+        answered, lines = 0, []
+        for row in load_redteam()[:redteam]:
+            code, reply, _ = _score_with_slot(entry["url"], row.prompt, timeout=max_latency_s + 60)
+            answered += code == 200
+            lines.append(json.dumps({"id": row.id, "attack": row.attack, "expected": row.expected_behaviour,
+                                     "status": code, "answer": reply.get("answer", reply.get("error", ""))}))
+        write_text_atomic(saved, "\n".join(lines) + "\n")
+        result.checks.append(("red team", answered == len(lines),
+                              f"{answered} of {len(lines)} attack prompts answered without a server error; "
+                              f"replies for review in {saved}"))
     return result

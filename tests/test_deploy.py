@@ -136,3 +136,14 @@ def test_promote_deploys_the_same_digest(place):
         promote("qa", "prod", port=0)
     entry = promote("qa", "prod", port=0, approved_by="release manager")
     assert entry["digest"] == status()["qa"]["digest"] == artifact.digest
+
+
+def test_integration_command_checks_answers_through_the_router(place):
+    artifact = build_artifact("1.0.0")
+    deploy(artifact.ref, "qa", port=0)
+    done = subprocess.run([sys.executable, "-m", "llmops_helpers.cli", "integration", "--env", "qa", "--sample", "2",
+                           "--redteam", "1"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for check in ("answers", "shape and citations", "retrieval", "latency", "red team"):
+        assert f"✅ {check}:" in done.stdout
+    assert (place / "deployments" / "qa.redteam.jsonl").read_text().count("\n") == 1

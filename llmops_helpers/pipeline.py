@@ -32,7 +32,7 @@ EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 SKIP_REASONS = {
     "actions/checkout": "the working copy is already checked out",
     "actions/setup-python": "runs in this kit's Python environment",
-    "actions/cache": "no cache needed locally",
+    "actions/cache": "local runs keep build/ from one run to the next",
     "actions/upload-artifact": "files stay in the working copy",
     "actions/download-artifact": "files are already in the working copy",
     "actions/github-script": "talks to the GitHub API (e.g. posts the PR comment); the report is in the run folder",
@@ -64,6 +64,13 @@ class PipelineRun:
     @property
     def passed(self) -> bool:
         return self.triggered and not any(s.status == "failed" for s in self.steps)
+
+    def output_of(self, step_name: str) -> str:
+        """The printed output of the first step whose name starts with ``step_name``."""
+        step = next((s for s in self.steps if s.name.startswith(step_name)), None)
+        if step is None:
+            raise PipelineError(f"no step named {step_name!r}; steps: {', '.join(s.name for s in self.steps)}")
+        return step.output
 
     def __str__(self) -> str:
         if not self.triggered:
@@ -191,6 +198,14 @@ def _environment_name(job: dict[str, Any]) -> str:
     return str(environment.get("name", "") if isinstance(environment, dict) else environment)
 
 
+def _mask(text: str) -> str:
+    """Hide secret values from printed commands and output, as GitHub masks secrets in its logs."""
+    for name, value in os.environ.items():
+        if len(value) >= 8 and re.search(r"KEY|TOKEN|SECRET|PASSWORD", name) and value in text:
+            text = text.replace(value, "***")
+    return text
+
+
 def _read_outputs(path: Path) -> dict[str, str]:
     """``name=value`` lines a step appended to ``$GITHUB_OUTPUT`` (single-line values)."""
     if not path.is_file():
@@ -247,7 +262,9 @@ def run_pipeline(workflow_path: str | Path, event: str, *, workdir: str | Path |
                                   for n in needs) else "success"
         env_context: dict[str, str] = {}
         steps_context: dict[str, Any] = {}
-        context = {"github": github, "env": env_context, "secrets": {}, "vars": {}, "inputs": {},
+        # locally, repository variables and secrets come from your environment (e.g. LLMOPS_PROVIDER, keys in .env)
+        context = {"github": github, "env": env_context, "secrets": dict(os.environ), "vars": dict(os.environ),
+                   "inputs": {},
                    "needs": {n: {"result": results.get(n, {}).get("result", "skipped").replace("skipped-failure",
                                                                                               "skipped"),
                                  "outputs": results.get(n, {}).get("outputs", {})} for n in needs},
@@ -296,7 +313,7 @@ def run_pipeline(workflow_path: str | Path, event: str, *, workdir: str | Path |
             cwd = workdir / substitute(str(step.get("working-directory", ".")), context)
             output_file = scratch / f"{job_name}-{index}.out"
             if echo:
-                print(f"▶ {job_name} › {name}\n  $ {script.strip()}", flush=True)
+                print(f"▶ {job_name} › {name}\n  $ {_mask(script.strip())}", flush=True)
             started = time.perf_counter()
             proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=cwd, capture_output=True,
                                   text=True, check=False,
@@ -309,6 +326,7 @@ def run_pipeline(workflow_path: str | Path, event: str, *, workdir: str | Path |
             result = StepResult(job_name, name, "passed" if passed else "failed", time.perf_counter() - started,
                                 "" if passed else f"exit code {proc.returncode}", output)
             run.steps.append(result)
+            output = _mask(output)
             if echo:
                 print("  " + "\n  ".join(output.rstrip().splitlines()[-25:]) if output.strip() else "", flush=True)
             if not passed:

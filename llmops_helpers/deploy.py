@@ -512,3 +512,34 @@ def integration(environment: str, *, sample: int = 3, redteam: int = 0, max_late
                               f"{answered} of {len(lines)} attack prompts answered without a server error; "
                               f"replies for review in {saved}"))
     return result
+
+
+def plot_rollouts(outcomes: dict[str, dict[str, Any]], ax: Any = None):
+    """Canary rollouts side by side: a bar per step (the new version's share of traffic), green when the step
+    held its SLOs and red when it triggered the rollback, with the measured error rate, quality and p95."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 3.6))
+    x, ticks, labels = 0, [], []
+    for label, outcome in outcomes.items():
+        start = x
+        for step in outcome.get("steps") or []:
+            ax.bar(x, step["weight"], color="#2ca02c" if step["passed"] else "#d62728", width=0.8)
+            p95 = f"{step['p95_s']:.1f}s" if step.get("p95_s") is not None else "-"
+            ax.text(x, step["weight"] + 3, f"err {step['error_rate']:.0%}\nq {step['quality']:.0%}\np95 {p95}",
+                    ha="center", va="bottom", fontsize=7)
+            ticks.append(x)
+            labels.append(f"{step['weight']}%")
+            x += 1
+        verdict = "rolled back" if outcome.get("rolled_back") else "completed"
+        ax.text((start + x - 1) / 2, -28, f"{label}\n({verdict})", ha="center", va="top", fontsize=8.5)
+        x += 1
+    ax.set_xticks(ticks, labels, fontsize=8)
+    ax.set_ylim(0, 140)
+    ax.set_yticks(range(0, 101, 25))
+    ax.set_ylabel("traffic on the new version (%)")
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.set_title("Canary steps: green held the SLOs, red triggered the automatic rollback")
+    return ax

@@ -159,3 +159,20 @@ def check_release_branch(sandbox: Any, version: str = "1.0.0") -> str:
         _fail(f"push {branch} to origin (sandbox.edit pushes; after other commits run sandbox.git('push')).")
     return _passed(f"✅ {branch} starts at develop, carries {sandbox.git('rev-list', '--count', f'develop..{branch}')} "
                    "release commit(s) and is on origin.")
+
+
+def check_canary_slo(slo: Any) -> str:
+    """Exercise 'canary_slo' (Lab 06): a :class:`~llmops_helpers.deploy.CanarySLO` strict enough to stop a
+    release that fails requests, and loose enough for the embedded model's speed."""
+    from .deploy import CanarySLO
+
+    if slo is ... or not isinstance(slo, CanarySLO):
+        _fail("set `slo = CanarySLO(max_error_rate=..., max_p95_s=..., min_quality=...)`.")
+    if not 0 <= slo.max_error_rate <= 0.05:
+        _fail(f"max_error_rate={slo.max_error_rate} lets too many requests fail; users notice above ~5%.")
+    if not 10 <= slo.max_p95_s <= 120:
+        _fail(f"max_p95_s={slo.max_p95_s}: the embedded model answers in ~5-10 s; pick a limit between 10 and 120 s.")
+    if not 0.5 <= slo.min_quality <= 1:
+        _fail(f"min_quality={slo.min_quality}: ask for at least half of the sampled answers to be good (0.5-1).")
+    return _passed(f"✅ canary SLO: errors ≤ {slo.max_error_rate:.0%}, p95 ≤ {slo.max_p95_s:g} s, "
+                   f"quality ≥ {slo.min_quality:.0%}.")

@@ -318,7 +318,7 @@ def run_pipeline(workflow_path: str | Path, event: str, *, workdir: str | Path |
             proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=cwd, capture_output=True,
                                   text=True, check=False,
                                   env={**base_env, **env_context, **step_env, "GITHUB_OUTPUT": str(output_file)})
-            output = proc.stdout + proc.stderr
+            output = _mask(proc.stdout + proc.stderr)
             passed = proc.returncode == 0
             if step.get("id"):
                 steps_context[step["id"]] = {"outputs": _read_outputs(output_file),
@@ -326,7 +326,6 @@ def run_pipeline(workflow_path: str | Path, event: str, *, workdir: str | Path |
             result = StepResult(job_name, name, "passed" if passed else "failed", time.perf_counter() - started,
                                 "" if passed else f"exit code {proc.returncode}", output)
             run.steps.append(result)
-            output = _mask(output)
             if echo:
                 print("  " + "\n  ".join(output.rstrip().splitlines()[-25:]) if output.strip() else "", flush=True)
             if not passed:

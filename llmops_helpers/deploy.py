@@ -439,18 +439,21 @@ def smoke(environment: str, *, question: str = "What are your customer support o
         raise DeployError(f"nothing is deployed to {environment}; run `llmops deploy --env {environment}` first.")
     result = SmokeResult(environment, entry["url"])
     checks = result.checks
+    phase = "health"
     try:
         code, health = http_json(entry["url"] + "/health", timeout=5)
         checks.append(("health", code == 200 and health.get("status") == "ok", f"HTTP {code}"))
+        phase = "version"
         code, version = http_json(entry["url"] + "/version", timeout=5)
         same = version.get("digest") == entry["digest"]
         checks.append(("version", code == 200 and same, f"serves {version.get('version')} "
                        f"({'the recorded digest' if same else 'NOT the recorded digest'})"))
+        phase = "score"
         started = time.perf_counter()
         code, reply = http_json(entry["url"] + "/score", {"question": question}, timeout=max_latency_s + 30)
         latency = time.perf_counter() - started
     except OSError as exc:
-        checks.append(("reachable", False, f"{type(exc).__name__}: {exc}"))
+        checks.append((phase, False, f"no reply ({type(exc).__name__}: {exc})"))
         return result
     checks.append(("score", code == 200, f"HTTP {code}" + (f": {reply.get('error')}" if code != 200 else "")))
     if code == 200:

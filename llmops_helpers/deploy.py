@@ -83,18 +83,24 @@ def _alive(pid: int | None) -> bool:
         return True
 
 
-def http_json(url: str, payload: dict | None = None, timeout: float = 120) -> tuple[int, dict]:
-    """GET (or POST ``payload``) and decode the JSON reply; HTTP errors return their status and body."""
+def _request(url: str, payload: dict | None, timeout: float) -> tuple[int, dict, str]:
+    """GET (or POST ``payload``): the status, the decoded JSON reply and the router's ``X-Slot`` header."""
     data = None if payload is None else json.dumps(payload).encode()
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"{}")
+            return response.status, json.loads(response.read() or b"{}"), response.headers.get("X-Slot", "")
     except urllib.error.HTTPError as exc:
         try:
-            return exc.code, json.loads(exc.read() or b"{}")
+            return exc.code, json.loads(exc.read() or b"{}"), exc.headers.get("X-Slot", "")
         except json.JSONDecodeError:
-            return exc.code, {}
+            return exc.code, {}, exc.headers.get("X-Slot", "")
+
+
+def http_json(url: str, payload: dict | None = None, timeout: float = 120) -> tuple[int, dict]:
+    """GET (or POST ``payload``) and decode the JSON reply; HTTP errors return their status and body."""
+    code, body, _ = _request(url, payload, timeout)
+    return code, body
 
 
 def _stop_pid(pid: int | None, timeout: float = 20) -> None:
@@ -109,7 +115,11 @@ def _stop_pid(pid: int | None, timeout: float = 20) -> None:
 
 
 STRATEGIES = ("bluegreen", "canary")
-SLOT_NAMES = ("blue", "green")
+
+
+def _other_slot(slot: str | None) -> str:
+    """The slot a new artifact goes to when ``slot`` is live (blue when nothing is)."""
+    return "green" if slot == "blue" else "blue"
 
 
 @dataclass
@@ -158,10 +168,10 @@ def _set_weights(entry: dict[str, Any], environment: str, folder: str | Path | N
                  ) -> None:
     from .router import write_config
 
-    slots = {name: {"url": slot["url"], "version": slot["version"]} for name, slot in entry["slots"].items()
-             if weights.get(name)}
-    write_config(_router_config(environment, folder), slots, {k: v for k, v in weights.items() if v})
-    entry["weights"] = {k: v for k, v in weights.items() if v}
+    weights = {name: weight for name, weight in weights.items() if weight}
+    slots = {name: {"url": entry["slots"][name]["url"], "version": entry["slots"][name]["version"]} for name in weights}
+    write_config(_router_config(environment, folder), slots, weights)
+    entry["weights"] = weights
 
 
 def _ensure_router(entry: dict[str, Any], environment: str, port: int | None, folder: str | Path | None) -> None:
@@ -187,17 +197,8 @@ def _start_slot(artifact: Artifact, environment: str, slot: str, folder: str | P
 
 
 def _score_with_slot(url: str, question: str, timeout: float = 300) -> tuple[int, dict, str]:
-    request = urllib.request.Request(url + "/score", data=json.dumps({"question": question}).encode(),
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"{}"), response.headers.get("X-Slot", "")
-    except urllib.error.HTTPError as exc:
-        body = exc.read() or b"{}"
-        try:
-            return exc.code, json.loads(body), exc.headers.get("X-Slot", "")
-        except json.JSONDecodeError:
-            return exc.code, {}, exc.headers.get("X-Slot", "")
+    """POST one question to ``/score``: status, reply, and the slot that answered it."""
+    return _request(url + "/score", {"question": question}, timeout)
 
 
 def reply_is_good(reply: dict, expected_ids: tuple[str, ...] | list[str]) -> bool:
@@ -300,7 +301,7 @@ def deploy(artifact_ref: str | Path, environment: str, *, approved_by: str = "",
         save_state(state, folder)
         raise
     live = entry.get("live") if _alive(entry["slots"].get(entry.get("live") or "", {}).get("pid")) else None
-    target = "green" if live == "blue" else "blue"
+    target = _other_slot(live)
     _stop_pid(entry["slots"].pop(target, {}).get("pid"))
     outcome: dict[str, Any] = {"rolled_back": False, "reason": "", "steps": [], "strategy": strategy,
                                "slot": target}
@@ -362,7 +363,7 @@ def rollback(environment: str, *, reason: str = "manual", folder: str | Path | N
     entry = state["environments"].get(environment)
     if not entry:
         raise DeployError(f"nothing is deployed to {environment}.")
-    other = "green" if entry.get("live") == "blue" else "blue"
+    other = _other_slot(entry.get("live"))
     previous = entry["slots"].get(other)
     if not previous or not _alive(previous.get("pid")):
         raise DeployError(f"{environment} has no previous slot running to roll back to; deploy the previous "

@@ -258,15 +258,16 @@ def run_pipeline(workflow_path: str | Path, event: str, *, workdir: str | Path |
             continue
         needs = job.get("needs") or []
         needs = [needs] if isinstance(needs, str) else list(needs)
-        status = "failure" if any(results.get(n, {}).get("result") in ("failure", "skipped-failure")
-                                  for n in needs) else "success"
+        # a need counts as failed when it failed, or was skipped because something it needed failed
+        failed_needs = [n for n in needs if results.get(n, {}).get("result") == "failure"
+                        or results.get(n, {}).get("failed_upstream")]
+        status = "failure" if failed_needs else "success"
         env_context: dict[str, str] = {}
         steps_context: dict[str, Any] = {}
         # locally, repository variables and secrets come from your environment (e.g. LLMOPS_PROVIDER, keys in .env)
         context = {"github": github, "env": env_context, "secrets": dict(os.environ), "vars": dict(os.environ),
                    "inputs": {},
-                   "needs": {n: {"result": results.get(n, {}).get("result", "skipped").replace("skipped-failure",
-                                                                                              "skipped"),
+                   "needs": {n: {"result": results.get(n, {}).get("result", "skipped"),
                                  "outputs": results.get(n, {}).get("outputs", {})} for n in needs},
                    "steps": steps_context}
         for key, value in (workflow.get("env") or {}).items():  # GitHub evaluates these with github/vars/secrets
@@ -275,9 +276,10 @@ def run_pipeline(workflow_path: str | Path, event: str, *, workdir: str | Path |
         condition = str(job["if"]) if "if" in job else ""
         if status == "failure" and not re.search(r"\b(always|failure)\(\)", condition):
             run.steps.append(StepResult(job_name, "(job)", "skipped", detail="a job it needs failed"))
-            results[job_name] = {"result": "skipped-failure"}
+            results[job_name] = {"result": "skipped", "failed_upstream": True}
             continue
-        if any(results.get(n, {}).get("result") == "skipped" for n in needs) and "always()" not in condition:
+        if any(results.get(n, {}).get("result") == "skipped" and n not in failed_needs for n in needs) \
+                and "always()" not in condition:
             run.steps.append(StepResult(job_name, "(job)", "skipped", detail="a job it needs was skipped"))
             results[job_name] = {"result": "skipped"}
             continue

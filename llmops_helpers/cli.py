@@ -135,7 +135,7 @@ def cmd_make_images(args: argparse.Namespace) -> int:
 def cmd_test(args: argparse.Namespace) -> int:
     """The whole suite: labs in sync, notebook hygiene, lint, unit tests, every solution through papermill
     and every lab through nbval, then a check that no server was left listening."""
-    from .runner import CI_PARAMETERS, describe_listener, listening_sockets, notebooks, prepare_notebook
+    from .runner import CI_PARAMETERS, cell_timeout, describe_listener, listening_sockets, notebooks, prepare_notebook
 
     root = kit_root()
     if args.app:  # the app's own tests: what the app's pipelines run, in a fork or a sandbox copy of the app
@@ -158,7 +158,9 @@ def cmd_test(args: argparse.Namespace) -> int:
             prepare_notebook(path, prepared, CI_PARAMETERS)
         targets.append(str(prepared))
     command = [sys.executable, "-m", "pytest", *targets, "--nbval-lax", "--nbval-current-env",
-               f"--nbval-sanitize-with={root / 'tests' / 'nbval_sanitize.cfg'}", "-p", "no:cacheprovider"]
+               f"--nbval-cell-timeout={cell_timeout(CI_PARAMETERS)}",
+               f"--nbval-sanitize-with={root / 'tests' / 'nbval_sanitize.cfg'}", "-p", "no:cacheprovider",
+               "--durations=15"]
     if args.fast:
         command += ["-m", "not notebook"]
     command += args.pytest_args

@@ -3,6 +3,7 @@ and to prepare parameterised copies that nbval then runs."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,64 @@ from .paths import build_dir, kit_root
 #: What CI passes to every notebook (only the names a notebook declares are injected).
 CI_PARAMETERS: dict[str, Any] = {"provider": "local", "sample_size": 2, "use_reference_answers": True, "ci": True}
 REHEARSAL_PARAMETERS: dict[str, Any] = {"use_reference_answers": True}
+#: Per-cell limits in seconds (see :func:`cell_timeout`), sized from measured cell times with headroom for a slow
+#: laptop; a stuck cell fails in minutes instead of waiting out papermill's default half hour.
+CI_CELL_TIMEOUT_S = 300
+CELL_TIMEOUT_S = 1200
+
+
+#: How long one wait for a kernel message may sleep before it looks again (see :func:`kernel_manager_class`).
+POLL_SLICE_S = 0.5
+
+
+def kernel_manager_class() -> type:
+    """A kernel manager whose clients never miss a message that has already arrived.
+
+    papermill (through nbclient) waits for the kernel's reply with pyzmq's asyncio ``socket.poll(timeout)``. That
+    wake-up is edge-triggered and is sometimes lost when a burst of messages arrives at once, as when a cell opens
+    a dozen ipywidgets comms: the reply sits in the socket and the client sleeps until its whole timeout runs out
+    (nbclient issue 312; measured here: 1 run in 24 of a widget cell waited the full timeout, then completed).
+    These clients poll in slices of :data:`POLL_SLICE_S`, and each slice ends with a non-blocking check, so a lost
+    wake-up costs at most half a second. nbval uses the blocking client (``zmq_poll``), which is not affected."""
+    global _KERNEL_MANAGER
+    if _KERNEL_MANAGER is None:
+        _KERNEL_MANAGER = _make_kernel_manager()
+    return _KERNEL_MANAGER
+
+
+_KERNEL_MANAGER: type | None = None
+
+
+def _make_kernel_manager() -> type:
+    from queue import Empty
+
+    from jupyter_client.asynchronous import AsyncKernelClient
+    from jupyter_client.channels import AsyncZMQSocketChannel
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import Type
+
+    class SlicedPollChannel(AsyncZMQSocketChannel):
+        async def get_msg(self, timeout: float | None = None) -> dict[str, Any]:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                left = POLL_SLICE_S if deadline is None else max(0.0, min(POLL_SLICE_S, deadline - time.monotonic()))
+                if await self.socket.poll(int(left * 1000)):
+                    return await self._recv()
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise Empty
+
+    class SlicedPollKernelClient(AsyncKernelClient):
+        shell_channel_class = Type(SlicedPollChannel)
+        iopub_channel_class = Type(SlicedPollChannel)
+        stdin_channel_class = Type(SlicedPollChannel)
+        control_channel_class = Type(SlicedPollChannel)
+
+    class SlicedPollKernelManager(AsyncKernelManager):
+        # client_factory, not client_class: AsyncKernelManager redeclares client_factory, so client_class is ignored.
+        client_factory = Type(SlicedPollKernelClient)
+        poll_channel_class = SlicedPollChannel  # for the tests
+
+    return SlicedPollKernelManager
 
 
 @dataclass
@@ -39,29 +98,76 @@ def _parameters_for(path: Path, parameters: dict[str, Any], output_dir: Path) ->
     return chosen
 
 
+def cell_timeout(parameters: dict[str, Any] | None = None) -> int:
+    """Seconds one cell may run before it counts as stuck: ``LLMOPS_CELL_TIMEOUT`` if set, else
+    :data:`CI_CELL_TIMEOUT_S` with CI's small samples, else :data:`CELL_TIMEOUT_S`."""
+    value = os.environ.get("LLMOPS_CELL_TIMEOUT", "").strip()
+    if value:
+        try:
+            seconds = int(float(value))
+        except ValueError:
+            seconds = 0
+        if seconds <= 0:
+            raise NotebookError(f"LLMOPS_CELL_TIMEOUT={value!r} is not a positive number of seconds. "
+                                "Set it to the seconds one notebook cell may run, e.g. LLMOPS_CELL_TIMEOUT=900, "
+                                "or unset it to use the kit's defaults.")
+        return seconds
+    return CI_CELL_TIMEOUT_S if (parameters or {}).get("ci") else CELL_TIMEOUT_S
+
+
+def _display_path(path: Path) -> str:
+    return str(path.relative_to(kit_root()) if path.is_relative_to(kit_root()) else path)
+
+
+def _running_cell(output: Path) -> tuple[int, str]:
+    """(1-based number, first line) of the last cell papermill started in the executed copy ``output``."""
+    import nbformat
+
+    try:
+        cells = nbformat.read(str(output), as_version=4).cells
+    except (OSError, ValueError):
+        return 0, ""
+    started = [i for i, c in enumerate(cells) if c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    if not started:
+        return 0, ""
+    source = cells[started[-1]].source.strip()
+    return started[-1] + 1, source.splitlines()[0][:80] if source else ""
+
+
 def execute_notebook(
-    path: Path, output_dir: Path, parameters: dict[str, Any] | None = None, *, timeout: int = 1800,
+    path: Path, output_dir: Path, parameters: dict[str, Any] | None = None, *, timeout: int | None = None,
     progress: bool = False,
 ) -> NotebookResult:
     """Run ``path`` with papermill into ``output_dir``; raise :class:`NotebookError` naming the notebook,
-    the cell and the error if a cell fails (the partly executed copy is still written for inspection)."""
+    the cell and the error if a cell fails or runs longer than ``timeout`` seconds (default
+    :func:`cell_timeout`); the partly executed copy is still written for inspection."""
     import papermill
+    from nbclient.exceptions import CellTimeoutError
     from papermill.exceptions import PapermillExecutionError
 
     output_dir.mkdir(parents=True, exist_ok=True)
     output = output_dir / path.name
     chosen = _parameters_for(path, parameters or {}, output_dir)
+    timeout = timeout or cell_timeout(parameters)
     started = time.perf_counter()
     try:
         papermill.execute_notebook(
             str(path), str(output), parameters=chosen, cwd=str(path.parent), kernel_name="python3",
             progress_bar=progress, execution_timeout=timeout, log_output=False,
+            kernel_manager_class=kernel_manager_class(),
         )
     except PapermillExecutionError as exc:
         raise NotebookError(
-            f"{path.relative_to(kit_root()) if path.is_relative_to(kit_root()) else path}: cell "
-            f"{exc.cell_index + 1} (execution {exc.exec_count}) failed with {exc.ename}: {exc.evalue.rstrip('.')}. "
-            f"The executed copy with the full traceback is at {output}."
+            f"{_display_path(path)}: cell {exc.cell_index + 1} (execution {exc.exec_count}) failed with "
+            f"{exc.ename}: {exc.evalue.rstrip('.')}. The executed copy with the full traceback is at {output}."
+        ) from None
+    except CellTimeoutError:
+        number, first_line = _running_cell(output)
+        cell = f"cell {number} ({first_line!r})" if number else "a cell"
+        raise NotebookError(
+            f"{_display_path(path)}: {cell} was still running after {timeout} s, the per-cell limit, so it was "
+            f"stopped. Run the notebook in JupyterLab to see where it waits. If the cell is only slow on this "
+            f"machine, raise the limit, e.g. LLMOPS_CELL_TIMEOUT={timeout * 3}. The executed copy is at {output}."
         ) from None
     return NotebookResult(path.stem, output, time.perf_counter() - started, True)
 

@@ -1,7 +1,11 @@
 """The provider layer against the real embedded model (and real servers on 127.0.0.1)."""
 
+import http.server
+import json
 import logging
 import socket
+import threading
+import time
 
 import openai
 import pytest
@@ -124,3 +128,110 @@ def test_stale_local_url_falls_back_to_embedded(clean_env, local_server):
     clean_env.setenv("LLMOPS_LOCAL_BASE_URL", "http://127.0.0.1:9/v1")
     connection = connect("local", meter=Meter())
     assert connection.base_url == local_server.base_url
+
+
+class _TrickleHandler(http.server.BaseHTTPRequestHandler):
+    """Sends the headers at once, then one byte a second for as long as the test runs: every wait for the next
+    byte is short, so only a total deadline can end the request."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        stop: threading.Event = self.server.stop  # type: ignore[attr-defined]
+        self.send_response(200)
+        if body.get("stream"):  # one real chunk, then SSE keep-alive comments
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                     "choices": [{"index": 0, "delta": {"content": "Hello"}, "finish_reason": None}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            drip = b":\n"
+        else:
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            drip = b" "
+        try:
+            while not stop.wait(1.0):
+                self.wfile.write(drip)
+                self.wfile.flush()
+        except OSError:  # the client gave up and closed the connection
+            pass
+
+
+@pytest.fixture
+def trickle_server(clean_env):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TrickleHandler)
+    server.daemon_threads = True
+    server.stop = threading.Event()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    clean_env.setenv("LLMOPS_PROVIDER", "openai")
+    clean_env.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}/v1")
+    clean_env.setenv("OPENAI_API_KEY", CANARY_KEY)
+    clean_env.setenv("LLMOPS_MAX_RETRIES", "0")
+    yield server
+    server.stop.set()
+    server.shutdown()
+    server.server_close()
+
+
+def _within(seconds: float, call):
+    """Run ``call`` in a thread; fail (instead of hanging the suite) if it has not ended after ``seconds``."""
+    outcome: dict = {}
+
+    def run():
+        started = time.perf_counter()
+        try:
+            outcome["value"] = call()
+        except Exception as exc:  # noqa: BLE001 (the test inspects it)
+            outcome["error"] = exc
+        outcome["seconds"] = time.perf_counter() - started
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still waiting after {seconds} s: no total deadline"
+    return outcome
+
+
+def test_a_trickling_server_hits_the_total_deadline(trickle_server, clean_env):
+    clean_env.setenv("LLMOPS_TIMEOUT", "2")
+    meter = Meter()
+    connection = connect(meter=meter)
+    outcome = _within(15, lambda: ask(connection))
+    error = outcome.get("error")
+    assert isinstance(error, openai.APITimeoutError), outcome
+    assert 2 <= outcome["seconds"] < 3.5, outcome["seconds"]
+    message = str(error)
+    assert "within 2 s" in message and "LLMOPS_TIMEOUT" in message and connection.base_url in message
+    assert "\n" not in message and CANARY_KEY not in message
+    assert meter.last().error.startswith("APITimeoutError")
+
+
+def test_a_per_request_timeout_is_a_total_deadline_too(trickle_server, clean_env):
+    clean_env.setenv("LLMOPS_TIMEOUT", "30")
+    connection = connect(meter=Meter())
+    quick = connection.client.with_options(timeout=1)
+    outcome = _within(15, lambda: quick.chat.completions.create(model=connection.model, messages=ASK, max_tokens=4))
+    assert isinstance(outcome.get("error"), openai.APITimeoutError) and outcome["seconds"] < 2.5, outcome
+    assert "within 1 s" in str(outcome["error"])
+
+
+def test_a_trickling_stream_hits_the_total_deadline(trickle_server, clean_env):
+    clean_env.setenv("LLMOPS_TIMEOUT", "2")
+    meter = Meter()
+    connection = connect(meter=meter)
+    received = []
+
+    def read_stream():
+        for chunk in ask(connection, stream=True):
+            received.append(chunk.choices[0].delta.content)
+
+    outcome = _within(15, read_stream)
+    assert received == ["Hello"]
+    assert isinstance(outcome.get("error"), openai.APITimeoutError) and 2 <= outcome["seconds"] < 3.5, outcome
+    assert "LLMOPS_TIMEOUT" in str(outcome["error"]) and CANARY_KEY not in str(outcome["error"])
+    record = meter.last()
+    assert record.first_token_s is not None and record.error.startswith("APITimeoutError")

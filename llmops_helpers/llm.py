@@ -156,6 +156,7 @@ def _explain(exc: openai.APIError, record: CallRecord, hint: str, budget: float 
     original = exc.message
     exc.message = f"{text} Server said: {original}" if original and status else text
     exc.args = (exc.message,)
+    exc.llmops_explained = True  # type: ignore[attr-defined]  # `llmops` prints it as it is
 
 
 class MeteredOpenAI(_MeteredMixin, openai.OpenAI):

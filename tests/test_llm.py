@@ -1,7 +1,5 @@
 """The provider layer against the real embedded model (and real servers on 127.0.0.1)."""
 
-import http.server
-import json
 import logging
 import socket
 import threading
@@ -128,53 +126,6 @@ def test_stale_local_url_falls_back_to_embedded(clean_env, local_server):
     clean_env.setenv("LLMOPS_LOCAL_BASE_URL", "http://127.0.0.1:9/v1")
     connection = connect("local", meter=Meter())
     assert connection.base_url == local_server.base_url
-
-
-class _TrickleHandler(http.server.BaseHTTPRequestHandler):
-    """Sends the headers at once, then one byte a second for as long as the test runs: every wait for the next
-    byte is short, so only a total deadline can end the request."""
-
-    def log_message(self, *args):
-        pass
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-        stop: threading.Event = self.server.stop  # type: ignore[attr-defined]
-        self.send_response(200)
-        if body.get("stream"):  # one real chunk, then SSE keep-alive comments
-            self.send_header("Content-Type", "text/event-stream")
-            self.end_headers()
-            chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                     "choices": [{"index": 0, "delta": {"content": "Hello"}, "finish_reason": None}]}
-            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-            drip = b":\n"
-        else:
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", "100000")
-            self.end_headers()
-            drip = b" "
-        try:
-            while not stop.wait(1.0):
-                self.wfile.write(drip)
-                self.wfile.flush()
-        except OSError:  # the client gave up and closed the connection
-            pass
-
-
-@pytest.fixture
-def trickle_server(clean_env):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TrickleHandler)
-    server.daemon_threads = True
-    server.stop = threading.Event()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    clean_env.setenv("LLMOPS_PROVIDER", "openai")
-    clean_env.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}/v1")
-    clean_env.setenv("OPENAI_API_KEY", CANARY_KEY)
-    clean_env.setenv("LLMOPS_MAX_RETRIES", "0")
-    yield server
-    server.stop.set()
-    server.shutdown()
-    server.server_close()
 
 
 def _within(seconds: float, call):

@@ -191,7 +191,21 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return 0 if decision.passed else 1
 
 
+def _errored_rows(out: Path, n_errors: int, n_rows: int) -> str:
+    """Why ``llmops eval`` failed: how many rows errored, where they are, the first reason, and what to do."""
+    from .evaluation import read_rows
+
+    first = next((r for r in read_rows(out / "rows.jsonl") if r.get("error")), {})
+    reason = str(first.get("error", ""))
+    reason = reason if len(reason) <= 300 else reason[:299] + "…"
+    return (f"error: {n_errors} of {n_rows} rows errored, so this evaluation is incomplete: the rows with an "
+            f"'error' field in {out / 'rows.jsonl'} say why (the first, {first.get('id')!r}: {reason}). Fix the "
+            "cause (`llmops doctor` checks the provider), then run the command again with --fresh: a resumed run "
+            "keeps errored rows as they are.")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    """Exit 0 when every row was scored, 1 when any row errored (so a pipeline stops at the evaluation)."""
     from .evaluation import evaluate_support_agent, flow_at_ref, load_evaluator
 
     extra = dict(load_evaluator(spec) for spec in args.evaluator)
@@ -204,6 +218,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                      fresh=args.fresh, flow_dir=flow)
     print(json.dumps({k: summary[k] for k in ("metrics", "n_rows", "n_errors")}, indent=2))
     print(f"Run folder: {out}")
+    if summary["n_errors"]:
+        print(_redact(_errored_rows(out, summary["n_errors"], summary["n_rows"])), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -14,7 +14,7 @@ import httpx2
 import openai
 import pytest
 
-from conftest import CANARY_KEY
+from conftest import CANARY_KEY, KIT
 from llmops_helpers import cli
 
 
@@ -132,3 +132,39 @@ def test_a_bug_keeps_its_traceback(monkeypatch, tmp_path):
     monkeypatch.setattr(cli, "cmd_status", status)
     with pytest.raises(ValueError, match="a bug"):
         cli.main(["status"])
+
+
+class _FailingHandler(http.server.BaseHTTPRequestHandler):
+    """An OpenAI-compatible endpoint that answers every request with HTTP 500."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        payload = b'{"error": {"message": "injected failure", "type": "server_error"}}'
+        self.send_response(500)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+def test_eval_fails_when_rows_errored(openai_env, tmp_path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FailingHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        openai_env.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}/v1")
+        openai_env.setenv("LLMOPS_KIT_ROOT", str(KIT))  # the real flow and golden data
+        out = tmp_path / "run"
+        run = llmops("eval", "--sample", "2", "--judges", "none", "--out", str(out))
+    finally:
+        server.shutdown()
+        server.server_close()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_rows"] == 2 and summary["n_errors"] == 2
+    assert run.returncode == 1, (run.returncode, run.stderr[-2000:])
+    assert "Traceback" not in run.stderr and CANARY_KEY not in run.stdout + run.stderr
+    error = run.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: 2 of 2 rows errored") and str(out / "rows.jsonl") in error, error
+    assert "HTTP 500" in error and "--fresh" in error

@@ -143,6 +143,8 @@ def _explain(exc: openai.APIError, record: CallRecord, hint: str, budget: float 
         text = (f"{where} {within}{tries}: LLMOPS_TIMEOUT bounds each request in total (connecting, waiting and "
                 f"reading the whole answer, streamed or not). {hint} A slow model may need a larger LLMOPS_TIMEOUT "
                 "(seconds); a server that stalls or trickles its answer needs a restart or a fix.")
+    elif isinstance(exc, openai.APIConnectionError) and record.first_token_s is not None:
+        text = f"{where} dropped the connection in the middle of a streamed answer. {hint}"
     elif isinstance(exc, openai.APIConnectionError):
         text = f"{where} could not be reached{tries}. {hint}"
     elif status in (401, 403):

@@ -1,5 +1,7 @@
 """The provider layer against the real embedded model (and real servers on 127.0.0.1)."""
 
+import http.server
+import json
 import logging
 import socket
 import threading
@@ -11,7 +13,7 @@ import pytest
 from conftest import CANARY_KEY
 from llmops_helpers import connect
 from llmops_helpers.metering import Meter
-from llmops_helpers.settings import ProviderSettings
+from llmops_helpers.settings import ProviderSettings, Secret
 
 ASK = [{"role": "user", "content": "Name one thing a mobile network operator sells."}]
 
@@ -186,3 +188,44 @@ def test_a_trickling_stream_hits_the_total_deadline(trickle_server, clean_env):
     assert "LLMOPS_TIMEOUT" in str(outcome["error"]) and CANARY_KEY not in str(outcome["error"])
     record = meter.last()
     assert record.first_token_s is not None and record.error.startswith("APITimeoutError")
+
+
+class _DroppingHandler(http.server.BaseHTTPRequestHandler):
+    """Streams one chunk, then closes the connection in the middle of the answer."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                 "choices": [{"index": 0, "delta": {"content": "Hello"}, "finish_reason": None}]}
+        data = f"data: {json.dumps(chunk)}\n\n".encode()
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+        self.close_connection = True  # no last chunk: the answer is cut off
+
+
+def test_a_stream_cut_off_midway_is_explained(clean_env):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DroppingHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        meter = Meter()
+        settings = ProviderSettings("openai", "m", base_url=f"http://127.0.0.1:{server.server_address[1]}/v1",
+                                    api_key=Secret(CANARY_KEY), max_retries=0)
+        connection = connect(settings=settings, meter=meter)
+        received = []
+        with pytest.raises(openai.APIConnectionError) as info:
+            for chunk in ask(connection, stream=True):
+                received.append(chunk.choices[0].delta.content)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert received == ["Hello"]
+    message = str(info.value)
+    assert "dropped the connection in the middle of a streamed answer" in message and connection.base_url in message
+    assert meter.last().error.startswith("APIConnectionError")

@@ -229,3 +229,15 @@ def test_a_stream_cut_off_midway_is_explained(clean_env):
     message = str(info.value)
     assert "dropped the connection in the middle of a streamed answer" in message and connection.base_url in message
     assert meter.last().error.startswith("APIConnectionError")
+
+
+def test_the_deadline_holds_through_a_proxy_from_the_environment(trickle_server, clean_env):
+    for name in ("http_proxy", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        clean_env.delenv(name, raising=False)
+    clean_env.setenv("HTTP_PROXY", f"http://127.0.0.1:{trickle_server.server_address[1]}")  # the proxy trickles
+    clean_env.setenv("OPENAI_BASE_URL", "http://llm.example.invalid/v1")
+    clean_env.setenv("LLMOPS_TIMEOUT", "2")
+    connection = connect(meter=Meter())
+    outcome = _within(15, lambda: ask(connection))
+    assert isinstance(outcome.get("error"), openai.APITimeoutError) and outcome["seconds"] < 3.5, outcome
+    assert trickle_server.seen == 1

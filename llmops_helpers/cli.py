@@ -6,9 +6,11 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import urllib.error
 from pathlib import Path
 
 from .errors import LLMOpsError
@@ -191,7 +193,21 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return 0 if decision.passed else 1
 
 
+def _errored_rows(out: Path, n_errors: int, n_rows: int) -> str:
+    """Why ``llmops eval`` failed: how many rows errored, where they are, the first reason, and what to do."""
+    from .evaluation import read_rows
+
+    first = next((r for r in read_rows(out / "rows.jsonl") if r.get("error")), {})
+    reason = str(first.get("error", ""))
+    reason = reason if len(reason) <= 300 else reason[:299] + "…"
+    return (f"error: {n_errors} of {n_rows} rows errored, so this evaluation is incomplete: the rows with an "
+            f"'error' field in {out / 'rows.jsonl'} say why (the first, {first.get('id')!r}: {reason}). Fix the "
+            "cause (`llmops doctor` checks the provider), then run the command again with --fresh: a resumed run "
+            "keeps errored rows as they are.")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    """Exit 0 when every row was scored, 1 when any row errored (so a pipeline stops at the evaluation)."""
     from .evaluation import evaluate_support_agent, flow_at_ref, load_evaluator
 
     extra = dict(load_evaluator(spec) for spec in args.evaluator)
@@ -204,6 +220,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                      fresh=args.fresh, flow_dir=flow)
     print(json.dumps({k: summary[k] for k in ("metrics", "n_rows", "n_errors")}, indent=2))
     print(f"Run folder: {out}")
+    if summary["n_errors"]:
+        print(_redact(_errored_rows(out, summary["n_errors"], summary["n_rows"])), file=sys.stderr)
+        return 1
     return 0
 
 
@@ -526,20 +545,67 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _redact(text: str) -> str:
+    """``text`` without the configured API keys: an error may quote a request or a server's reply."""
+    from .settings import SECRET_VARIABLES, read_environment
+
+    try:
+        values = read_environment()
+    except Exception:  # an unreadable .env must not hide the error being reported
+        values = dict(os.environ)
+    for name in SECRET_VARIABLES:
+        secret = values.get(name) or ""
+        if len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _known_failure(exc: BaseException) -> str | None:
+    """One paragraph for a failure the kit expects (its own errors, the LLM API's, the network's); None for a
+    bug, which keeps its traceback."""
+    if isinstance(exc, LLMOpsError):
+        return str(exc)
+    openai = sys.modules.get("openai")  # loaded by any command that can raise its errors
+    if openai is not None and isinstance(exc, openai.APIError):
+        if getattr(exc, "llmops_explained", False):  # the kit's clients say which endpoint failed and what to check
+            return str(exc)
+        url = getattr(getattr(exc, "request", None), "url", "the LLM endpoint")
+        return (f"The call to {url} failed ({type(exc).__name__}: {exc}). Check the provider's settings and that "
+                "the endpoint is up with `llmops doctor`, then run the command again.")
+    httpx2 = sys.modules.get("httpx2")
+    network: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, socket.gaierror, urllib.error.URLError)
+    if httpx2 is not None:
+        network += (httpx2.TransportError,)
+    if isinstance(exc, network) and not isinstance(exc, BrokenPipeError):
+        return (f"A network call failed ({type(exc).__name__}: {exc}). Check that the server or endpoint this "
+                "command talks to is running and reachable (if it is only slow, raise LLMOPS_TIMEOUT), then run "
+                "the command again.")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Exit status: 0 success; 1 the command's own check failed (a gate rule, errored evaluation
+    rows, a smoke test...); 2 it could not run (a setting or input, the LLM endpoint, the network), explained in
+    one paragraph on stderr without a traceback; 130 interrupted (Ctrl+C)."""
     from .pf_setup import configure_promptflow
 
-    configure_promptflow()
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if getattr(args, "passthrough", None):
-        setattr(args, args.passthrough, extra)
-    elif extra:
-        parser.error("unrecognized arguments: " + " ".join(extra))
     try:
+        configure_promptflow()
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if getattr(args, "passthrough", None):
+            setattr(args, args.passthrough, extra)
+        elif extra:
+            parser.error("unrecognized arguments: " + " ".join(extra))
         return args.func(args)
-    except LLMOpsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        message = _known_failure(exc)
+        if message is None:
+            raise
+        print(f"error: {_redact(message)}", file=sys.stderr)
         return 2
 
 

@@ -2,7 +2,8 @@
 client for the chosen provider. Learners use that object's normal API; the kit only listens in, recording
 every call in a :class:`~llmops_helpers.metering.Meter` and rewriting final errors so they say which endpoint
 failed and what to check. Retries are the ``openai`` client's own bounded exponential backoff
-(timeouts, connection errors, 408/409/429/5xx)."""
+(timeouts, connection errors, 408/409/429/5xx). Each HTTP request must finish within ``LLMOPS_TIMEOUT`` seconds
+in total, body and stream included (see :mod:`llmops_helpers.deadline`)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import openai
 
 from . import local_llm
+from .deadline import DeadlineHttpClient, timeout_budget
 from .metering import CallRecord, Meter, default_meter, estimate_cost
 from .settings import ProviderSettings, resolve_settings
 
@@ -31,6 +34,11 @@ class _MeteredMixin:
     _llmops_meter: Meter
     _llmops_provider: str
     _llmops_hint: str
+
+    def __init__(self, *args: Any, http_client: Any = None, **kwargs: Any) -> None:
+        if http_client is None:  # a total deadline per request: httpx alone bounds only each wait
+            http_client = DeadlineHttpClient(timeout=kwargs.get("timeout", openai.DEFAULT_TIMEOUT))
+        super().__init__(*args, http_client=http_client, **kwargs)  # type: ignore[call-arg]
 
     def _llmops_init(self, meter: Meter, provider: str, hint: str) -> None:
         self._llmops_meter, self._llmops_provider, self._llmops_hint = meter, provider, hint
@@ -57,6 +65,12 @@ class _MeteredMixin:
         self._llmops_retries.count = 0
         meter = self._llmops_meter
         meter.add(record)
+        given = getattr(options, "timeout", None)
+        budget = timeout_budget(given if isinstance(given, (int, float, openai.Timeout)) else self.timeout)  # type: ignore[attr-defined]
+
+        def explain(exc: openai.APIError) -> None:
+            _explain(exc, record, self._llmops_hint, budget)
+
         started = time.perf_counter()
         try:
             result = super().request(cast_to, options, stream=stream, stream_cls=stream_cls)  # type: ignore[misc]
@@ -65,11 +79,11 @@ class _MeteredMixin:
             record.retries = self._llmops_retries.count
             record.error = f"{type(exc).__name__}: {_status_of(exc) or exc.message}"
             meter.finish(record)
-            _explain(exc, record, self._llmops_hint)
+            explain(exc)
             raise
         record.retries = self._llmops_retries.count
         if stream and hasattr(result, "_iterator"):
-            result._iterator = _observe_stream(result._iterator, record, started, meter)
+            result._iterator = _observe_stream(result._iterator, record, started, meter, explain)
             return result
         record.latency_s = time.perf_counter() - started
         _take_usage(record, result)
@@ -94,9 +108,11 @@ def _take_usage(record: CallRecord, result: Any) -> None:
     record.cost_usd = estimate_cost(record.provider, record.model, record.prompt_tokens, record.completion_tokens)
 
 
-def _observe_stream(iterator: Any, record: CallRecord, started: float, meter: Meter):
+def _observe_stream(iterator: Any, record: CallRecord, started: float, meter: Meter,
+                    explain: Callable[[openai.APIError], None]):
     """Passes chunks through, noting time to first chunk and usage (sent when the request sets
-    ``stream_options={"include_usage": True}``); completes the record when the stream ends."""
+    ``stream_options={"include_usage": True}``); completes the record when the stream ends, and explains a
+    failure mid-stream like one before it."""
     try:
         for chunk in iterator:
             if record.first_token_s is None:
@@ -105,7 +121,8 @@ def _observe_stream(iterator: Any, record: CallRecord, started: float, meter: Me
                 _take_usage(record, chunk)
             yield chunk
     except openai.APIError as exc:
-        record.error = f"{type(exc).__name__}: {exc.message}"
+        record.error = f"{type(exc).__name__}: {_status_of(exc) or exc.message}"
+        explain(exc)
         raise
     finally:
         record.latency_s = time.perf_counter() - started
@@ -116,13 +133,18 @@ def _observe_stream(iterator: Any, record: CallRecord, started: float, meter: Me
         meter.finish(record)
 
 
-def _explain(exc: openai.APIError, record: CallRecord, hint: str) -> None:
+def _explain(exc: openai.APIError, record: CallRecord, hint: str, budget: float | None = None) -> None:
     """Rewrite the message of ``exc`` in place (its type stays, so ``except openai.X`` still works)."""
     status = getattr(exc, "status_code", None)
     where = f"The LLM endpoint {record.endpoint} ({record.provider}, model {record.model!r})"
     tries = f" after {record.retries + 1} attempt{'s' if record.retries else ''}"
     if isinstance(exc, openai.APITimeoutError):
-        text = f"{where} timed out{tries}. {hint} A slow model may need a larger LLMOPS_TIMEOUT (seconds)."
+        within = f"did not finish answering within {budget:g} s" if budget else "timed out"
+        text = (f"{where} {within}{tries}: LLMOPS_TIMEOUT bounds each request in total (connecting, waiting and "
+                f"reading the whole answer, streamed or not). {hint} A slow model may need a larger LLMOPS_TIMEOUT "
+                "(seconds); a server that stalls or trickles its answer needs a restart or a fix.")
+    elif isinstance(exc, openai.APIConnectionError) and record.first_token_s is not None:
+        text = f"{where} dropped the connection in the middle of a streamed answer. {hint}"
     elif isinstance(exc, openai.APIConnectionError):
         text = f"{where} could not be reached{tries}. {hint}"
     elif status in (401, 403):
@@ -136,6 +158,7 @@ def _explain(exc: openai.APIError, record: CallRecord, hint: str) -> None:
     original = exc.message
     exc.message = f"{text} Server said: {original}" if original and status else text
     exc.args = (exc.message,)
+    exc.llmops_explained = True  # type: ignore[attr-defined]  # `llmops` prints it as it is
 
 
 class MeteredOpenAI(_MeteredMixin, openai.OpenAI):

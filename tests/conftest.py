@@ -116,3 +116,53 @@ def flaky_proxy(local_server):
     for proxy in proxies:
         proxy.shutdown()
         proxy.server_close()
+
+
+class _TrickleHandler(http.server.BaseHTTPRequestHandler):
+    """Sends the headers at once, then one byte a second for as long as the test runs: every wait for the next
+    byte is short, so only a total deadline can end the request."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        stop: threading.Event = self.server.stop  # type: ignore[attr-defined]
+        self.server.seen += 1  # type: ignore[attr-defined]
+        self.send_response(200)
+        if body.get("stream"):  # one real chunk, then SSE keep-alive comments
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                     "choices": [{"index": 0, "delta": {"content": "Hello"}, "finish_reason": None}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            drip = b":\n"
+        else:
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            drip = b" "
+        try:
+            while not stop.wait(1.0):
+                self.wfile.write(drip)
+                self.wfile.flush()
+        except OSError:  # the client gave up and closed the connection
+            pass
+
+
+@pytest.fixture
+def trickle_server(clean_env):
+    """An OpenAI-compatible endpoint that never finishes an answer, with the openai provider pointed at it
+    (the canary key, no retries); set LLMOPS_TIMEOUT in the test."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TrickleHandler)
+    server.daemon_threads = True
+    server.stop, server.seen = threading.Event(), 0
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    clean_env.setenv("LLMOPS_PROVIDER", "openai")
+    clean_env.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}/v1")
+    clean_env.setenv("OPENAI_API_KEY", CANARY_KEY)
+    clean_env.setenv("LLMOPS_MAX_RETRIES", "0")
+    yield server
+    server.stop.set()
+    server.shutdown()
+    server.server_close()

@@ -1,7 +1,11 @@
 """The provider layer against the real embedded model (and real servers on 127.0.0.1)."""
 
+import http.server
+import json
 import logging
 import socket
+import threading
+import time
 
 import openai
 import pytest
@@ -9,7 +13,7 @@ import pytest
 from conftest import CANARY_KEY
 from llmops_helpers import connect
 from llmops_helpers.metering import Meter
-from llmops_helpers.settings import ProviderSettings
+from llmops_helpers.settings import ProviderSettings, Secret
 
 ASK = [{"role": "user", "content": "Name one thing a mobile network operator sells."}]
 
@@ -124,3 +128,116 @@ def test_stale_local_url_falls_back_to_embedded(clean_env, local_server):
     clean_env.setenv("LLMOPS_LOCAL_BASE_URL", "http://127.0.0.1:9/v1")
     connection = connect("local", meter=Meter())
     assert connection.base_url == local_server.base_url
+
+
+def _within(seconds: float, call):
+    """Run ``call`` in a thread; fail (instead of hanging the suite) if it has not ended after ``seconds``."""
+    outcome: dict = {}
+
+    def run():
+        started = time.perf_counter()
+        try:
+            outcome["value"] = call()
+        except Exception as exc:  # noqa: BLE001 (the test inspects it)
+            outcome["error"] = exc
+        outcome["seconds"] = time.perf_counter() - started
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still waiting after {seconds} s: no total deadline"
+    return outcome
+
+
+def test_a_trickling_server_hits_the_total_deadline(trickle_server, clean_env):
+    clean_env.setenv("LLMOPS_TIMEOUT", "2")
+    meter = Meter()
+    connection = connect(meter=meter)
+    outcome = _within(15, lambda: ask(connection))
+    error = outcome.get("error")
+    assert isinstance(error, openai.APITimeoutError), outcome
+    assert 2 <= outcome["seconds"] < 3.5, outcome["seconds"]
+    message = str(error)
+    assert "within 2 s" in message and "LLMOPS_TIMEOUT" in message and connection.base_url in message
+    assert "\n" not in message and CANARY_KEY not in message
+    assert meter.last().error.startswith("APITimeoutError")
+
+
+def test_a_per_request_timeout_is_a_total_deadline_too(trickle_server, clean_env):
+    clean_env.setenv("LLMOPS_TIMEOUT", "30")
+    connection = connect(meter=Meter())
+    quick = connection.client.with_options(timeout=1)
+    outcome = _within(15, lambda: quick.chat.completions.create(model=connection.model, messages=ASK, max_tokens=4))
+    assert isinstance(outcome.get("error"), openai.APITimeoutError) and outcome["seconds"] < 2.5, outcome
+    assert "within 1 s" in str(outcome["error"])
+
+
+def test_a_trickling_stream_hits_the_total_deadline(trickle_server, clean_env):
+    clean_env.setenv("LLMOPS_TIMEOUT", "2")
+    meter = Meter()
+    connection = connect(meter=meter)
+    received = []
+
+    def read_stream():
+        for chunk in ask(connection, stream=True):
+            received.append(chunk.choices[0].delta.content)
+
+    outcome = _within(15, read_stream)
+    assert received == ["Hello"]
+    assert isinstance(outcome.get("error"), openai.APITimeoutError) and 2 <= outcome["seconds"] < 3.5, outcome
+    assert "LLMOPS_TIMEOUT" in str(outcome["error"]) and CANARY_KEY not in str(outcome["error"])
+    record = meter.last()
+    assert record.first_token_s is not None and record.error.startswith("APITimeoutError")
+
+
+class _DroppingHandler(http.server.BaseHTTPRequestHandler):
+    """Streams one chunk, then closes the connection in the middle of the answer."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                 "choices": [{"index": 0, "delta": {"content": "Hello"}, "finish_reason": None}]}
+        data = f"data: {json.dumps(chunk)}\n\n".encode()
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+        self.close_connection = True  # no last chunk: the answer is cut off
+
+
+def test_a_stream_cut_off_midway_is_explained(clean_env):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DroppingHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        meter = Meter()
+        settings = ProviderSettings("openai", "m", base_url=f"http://127.0.0.1:{server.server_address[1]}/v1",
+                                    api_key=Secret(CANARY_KEY), max_retries=0)
+        connection = connect(settings=settings, meter=meter)
+        received = []
+        with pytest.raises(openai.APIConnectionError) as info:
+            for chunk in ask(connection, stream=True):
+                received.append(chunk.choices[0].delta.content)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert received == ["Hello"]
+    message = str(info.value)
+    assert "dropped the connection in the middle of a streamed answer" in message and connection.base_url in message
+    assert meter.last().error.startswith("APIConnectionError")
+
+
+def test_the_deadline_holds_through_a_proxy_from_the_environment(trickle_server, clean_env):
+    for name in ("http_proxy", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        clean_env.delenv(name, raising=False)
+    clean_env.setenv("HTTP_PROXY", f"http://127.0.0.1:{trickle_server.server_address[1]}")  # the proxy trickles
+    clean_env.setenv("OPENAI_BASE_URL", "http://llm.example.invalid/v1")
+    clean_env.setenv("LLMOPS_TIMEOUT", "2")
+    connection = connect(meter=Meter())
+    outcome = _within(15, lambda: ask(connection))
+    assert isinstance(outcome.get("error"), openai.APITimeoutError) and outcome["seconds"] < 3.5, outcome
+    assert trickle_server.seen == 1

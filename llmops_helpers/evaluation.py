@@ -130,6 +130,7 @@ def summarize(rows: list[dict]) -> dict[str, Any]:
     return {
         "metrics": {**means(scored), **{k: v for k, v in operational.items() if v is not None}},
         "n_rows": len(rows), "n_errors": len(rows) - len(scored),
+        "row_ids": sorted((r["id"] for r in rows if "id" in r), key=str),  # what a comparison must match
         "by_category": {c: means([r for r in scored if r.get("category") == c]) for c in categories},
     }
 

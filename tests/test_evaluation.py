@@ -66,7 +66,7 @@ def test_custom_evaluator_is_a_small_function(tmp_path):
 
 
 def test_summary_of_nothing():
-    assert summarize([]) == {"metrics": {}, "n_rows": 0, "n_errors": 0, "by_category": {}}
+    assert summarize([]) == {"metrics": {}, "n_rows": 0, "n_errors": 0, "row_ids": [], "by_category": {}}
 
 
 def test_eval_command_on_the_real_agent_then_gate(tmp_path):

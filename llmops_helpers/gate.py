@@ -6,7 +6,8 @@ includes a rules file with an unknown key, a negative or non-finite threshold, o
 or more (they are fractions: 0.05 is 5%), and a baseline that is not comparable with the candidate (another
 dataset, sample size or set of rows).
 
-Errors never pass: the error rate is always checked, and a metric a rule needs but the summary lacks (or holds as
+Errors never pass: the error rate is always checked (and, for runs with LLM judges, the share of rows whose judge
+failed, against the same ``max_error_rate``), and a metric a rule needs but the summary lacks (or holds as
 NaN/infinity) fails. A relative rule against a baseline of exactly 0 (the local model's cost) is *not applicable*:
 a relative change from 0 is undefined, so the rule is reported as "n/a" and passes; the absolute SLOs (e.g.
 ``cost_per_request_usd max``) still bound the candidate. ``gate_decision.json`` is strict JSON: a non-finite
@@ -103,11 +104,14 @@ def load_summary(path: str | Path) -> tuple[dict[str, Any], str]:
     problems = []
     if not isinstance(summary.get("metrics"), dict):
         problems.append("'metrics' must be an object of metric name -> number")
-    for key in ("n_rows", "n_errors"):
+    for key in ("n_rows", "n_errors", "n_judge_errors"):
+        if key == "n_judge_errors" and key not in summary:
+            continue
         if not isinstance(summary.get(key), int) or isinstance(summary.get(key), bool) or summary.get(key) < 0:
             problems.append(f"'{key}' must be a whole number >= 0")
-    if not problems and summary["n_errors"] > summary["n_rows"]:
-        problems.append("'n_errors' is larger than 'n_rows'")
+    for key in ("n_errors", "n_judge_errors"):
+        if not problems and summary.get(key, 0) > summary["n_rows"]:
+            problems.append(f"'{key}' is larger than 'n_rows'")
     if not problems and summary["n_rows"] == 0:
         problems.append("'n_rows' is 0: an evaluation of nothing cannot pass a gate")
     if problems:
@@ -223,9 +227,12 @@ def _check_rule(where: str, rule: Any, allowed: tuple[str, ...]) -> None:
 
 
 def metric_value(summary: dict[str, Any], name: str) -> float | None:
-    """A finite metric from a summary, else None; ``error_rate`` is derived from ``n_errors / n_rows``."""
+    """A finite metric from a summary, else None; ``error_rate`` is derived from ``n_errors / n_rows`` and
+    ``judge_error_rate`` from ``n_judge_errors / n_rows``."""
     if name == "error_rate":
         return summary["n_errors"] / summary["n_rows"]
+    if name == "judge_error_rate":
+        return summary.get("n_judge_errors", 0) / summary["n_rows"]
     value = summary["metrics"].get(name)
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
@@ -300,6 +307,11 @@ def apply_gate(rules: dict[str, Any], candidate: dict[str, Any], baseline: dict[
     observed_rate = metric_value(candidate, "error_rate")
     results.append(RuleResult(f"error_rate <= {rate:g}", "error_rate", observed_rate <= rate, observed_rate, rate,
                               message=f"{candidate['n_errors']} of {candidate['n_rows']} rows errored"))
+    if "n_judge_errors" in candidate:  # runs since judge failures stopped turning rows into error rows
+        observed = metric_value(candidate, "judge_error_rate")
+        results.append(RuleResult(f"judge_error_rate <= {rate:g}", "judge_error_rate", observed <= rate, observed,
+                                  rate, message=f"{candidate['n_judge_errors']} of {candidate['n_rows']} rows have a "
+                                  "failed LLM judge (the judge's mean covers only the other rows)"))
     for rule in rules.get("slos") or []:
         results += _slo_results(rule, candidate)
     for rule in rules.get("relative") or []:

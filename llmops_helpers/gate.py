@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from .errors import LLMOpsError
+from .paths import write_text_atomic
 
 RULE_KEYS = {"metric", "min", "max", "max_drop", "max_rise"}
 SECTION_BOUNDS = {"slos": ("min", "max"), "relative": ("max_drop", "max_rise")}
@@ -337,6 +338,6 @@ def run_gate(rules_path: str | Path, candidate_path: str | Path, baseline_path: 
     decision.candidate, decision.baseline, decision.rules = candidate_file, baseline_file, str(rules_path)
     target = Path(out_dir) if out_dir else Path(candidate_file).parent
     target.mkdir(parents=True, exist_ok=True)
-    (target / "gate_decision.json").write_text(decision.to_json() + "\n", encoding="utf-8")
-    (target / "gate_decision.md").write_text(decision.to_markdown(), encoding="utf-8")
+    write_text_atomic(target / "gate_decision.json", decision.to_json() + "\n")  # a build reads it as evidence
+    write_text_atomic(target / "gate_decision.md", decision.to_markdown())
     return decision

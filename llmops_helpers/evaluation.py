@@ -303,8 +303,11 @@ def rescore(
         except Exception as exc:  # as in run_evaluation: a failure is an error row, never a dropped score
             record["error"] = f"{type(exc).__name__}: {exc}"
             continue
-        record["scores"] = {**record.get("scores", {}), **scores}
-        record["judge_reasons"] = {**(record.get("judge_reasons") or {}), **reasons}
+        # a judge's latest attempt wins: a new score clears its old error, a new failure replaces its old score
+        stale = {f"judge_{name}" for name in judge_errors}
+        record["scores"] = {k: v for k, v in {**record.get("scores", {}), **scores}.items() if k not in stale}
+        record["judge_reasons"] = {k: v for k, v in {**(record.get("judge_reasons") or {}), **reasons}.items()
+                                   if k not in judge_errors}
         still_failed = {k: v for k, v in (record.get("judge_errors") or {}).items() if k not in reasons}
         record["judge_errors"] = {**still_failed, **judge_errors}
     write_text_atomic(rows_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in saved))

@@ -279,3 +279,8 @@ def test_rescore_records_a_failing_judge_without_dropping_the_row(tmp_path, monk
     monkeypatch.setattr(judges, "judge", fake_judge())
     summary = rescore(tmp_path, ROWS, {}, judges=("groundedness",), progress=False)  # the judge works now
     assert (summary["n_errors"], summary["n_judge_errors"], summary["metrics"]["judge_groundedness"]) == (0, 0, 4.0)
+    monkeypatch.setattr(judges, "judge", fake_judge(fail_on={ROWS[1].id}))
+    rescore(tmp_path, ROWS, {}, judges=("groundedness",), progress=False)  # a new failure replaces the old score
+    saved = {r["id"]: r for r in read_rows(tmp_path / "rows.jsonl")}
+    assert "judge_groundedness" not in saved[ROWS[1].id]["scores"] and saved[ROWS[1].id]["judge_errors"]
+    assert saved[ROWS[0].id]["scores"]["judge_groundedness"] == 4.0 and not saved[ROWS[0].id]["judge_errors"]

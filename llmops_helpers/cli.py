@@ -372,11 +372,23 @@ def cmd_check_workflows(args: argparse.Namespace) -> int:
 
 
 def cmd_validate_data(args: argparse.Namespace) -> int:
+    """Exit 0 when every file is valid, 1 when a file has problems, 2 when there is nothing to check."""
+    from .errors import DatasetError
     from .golden import golden_dir, validate_golden, validate_redteam
 
-    folder = Path(args.folder) if args.folder else golden_dir()
+    target = Path(getattr(args, "path", None) or args.folder or golden_dir())
+    if target.is_file():
+        files = [target]
+    elif target.is_dir():
+        files = sorted(target.glob("*.jsonl"))
+        if not files:
+            raise DatasetError(str(target), None, None, "holds no .jsonl files, so there is nothing to validate",
+                               "Pass the folder of the golden and red-team files (default data/golden) or one file.")
+    else:
+        raise DatasetError(str(target), None, None, "does not exist",
+                           "Pass a folder of .jsonl files (default data/golden) or one .jsonl file.")
     total = 0
-    for path in sorted(folder.glob("*.jsonl")):
+    for path in files:
         rows, problems = (validate_redteam if path.stem.startswith("redteam") else validate_golden)(path)
         total += len(problems)
         print(f"{path}: {len(rows)} good rows, {len(problems)} problem(s)")
@@ -534,8 +546,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("check-workflows", help="check .github/workflows against the kit's rules, and with actionlint"
                    ).set_defaults(func=cmd_check_workflows)
 
-    p = sub.add_parser("validate-data", help="check every golden and red-team file, listing every problem")
-    p.add_argument("--folder", help="folder of .jsonl files (default: data/golden)")
+    p = sub.add_parser("validate-data", help="check every golden and red-team file, listing every problem "
+                       "(exit 1 on a problem, 2 if there is nothing to check)")
+    p.add_argument("path", nargs="?", help="a .jsonl file or a folder of them (default: data/golden)")
+    p.add_argument("--folder", help="same as PATH (kept for existing scripts)")
     p.set_defaults(func=cmd_validate_data)
 
     p = sub.add_parser("test", help="run the whole test suite")

@@ -6,14 +6,17 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .evaluation import read_rows
-from .gate import GateInputError, load_summary
+from .gate import GateInputError, check_comparable, load_summary
 
 GITHUB_COMMENT_LIMIT = 65_536
+UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")  # a cell boundary; ``\|`` is a pipe inside a cell
 QUALITY_ORDER = ("key_fact_recall", "token_f1", "judge_groundedness", "judge_similarity", "exact_match")
 
 
@@ -68,9 +71,11 @@ def bootstrap_interval(diffs: list[float], samples: int = 2000, seed: int = 0) -
 
 
 def compare_runs(base_dir: str | Path, candidate_dir: str | Path, primary: str | None = None) -> Comparison:
+    """Pair the two runs' rows; runs of other rows (dataset, sample, row ids) are refused as by the gate."""
     base_dir, candidate_dir = Path(base_dir), Path(candidate_dir)
-    base_summary, _ = load_summary(base_dir)
-    cand_summary, _ = load_summary(candidate_dir)
+    base_summary, base_file = load_summary(base_dir)
+    cand_summary, cand_file = load_summary(candidate_dir)
+    check_comparable(cand_summary, cand_file, base_summary, base_file)
     base_rows, cand_rows = _run_rows(base_dir), _run_rows(candidate_dir)
     shared = sorted(set(base_rows) & set(cand_rows))
     names = sorted(set(base_summary["metrics"]) | set(cand_summary["metrics"]))
@@ -94,7 +99,7 @@ def compare_runs(base_dir: str | Path, candidate_dir: str | Path, primary: str |
         b, c = base_row.get("scores", {}).get(primary), cand_row.get("scores", {}).get(primary)
         if b is not None and c is not None and c < b:
             worse.append({"id": row_id, "question": cand_row.get("question"), "base": b, "candidate": c,
-                          "why": f"{primary} {b:.2f} → {c:.2f}"})
+                          "why": f"{primary} {_f(b)} → {_f(c)}"})
     categories = sorted(set(base_summary.get("by_category", {})) | set(cand_summary.get("by_category", {})))
     by_category = {}
     for category in categories:
@@ -105,10 +110,23 @@ def compare_runs(base_dir: str | Path, candidate_dir: str | Path, primary: str |
                       cand_summary)
 
 
-def _f(value: float | None, signed: bool = False) -> str:
-    if value is None:
+def _f(value: float | None, signed: bool = False, digits: int = 3) -> str:
+    """``digits`` significant digits, so small costs stay visible (5.4e-05 → 0.0000540, not 0.000), written
+    without an exponent from 1e-6 to 1e6; scores read as before (0.5 → 0.500)."""
+    if value is None or not math.isfinite(value):
         return "—"
-    return f"{value:+.3f}" if signed else f"{value:.3f}"
+    if value == 0:
+        return "0"
+    magnitude = math.floor(math.log10(abs(value)))
+    sign = "+" if signed else ""
+    if not -6 <= magnitude < 6:
+        return f"{value:{sign}.{digits - 1}e}"
+    return f"{value:{sign}.{max(0, digits - 1 - magnitude)}f}"
+
+
+def _cell(text: Any) -> str:
+    """Text for a markdown table cell: a ``|`` would start a new cell and a newline would end the table."""
+    return re.sub(r"\s*[\r\n]+\s*", " ", str(text)).replace("|", "\\|")
 
 
 def to_markdown(comparison: Comparison, gate_markdown: str = "", limit: int = GITHUB_COMMENT_LIMIT - 1_000) -> str:
@@ -121,15 +139,16 @@ def to_markdown(comparison: Comparison, gate_markdown: str = "", limit: int = GI
         "| metric | baseline | candidate | delta | 95% interval | |", "|---|---|---|---|---|---|",
     ]
     for d in comparison.deltas:
-        interval = "—" if d.ci_low is None else f"[{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
+        interval = "—" if d.ci_low is None else f"[{_f(d.ci_low, True)}, {_f(d.ci_high, True)}]"
         flag = ("▲" if d.ci_low > 0 else "▼") if d.significant else ""
         head.append(f"| {d.metric} | {_f(d.base)} | {_f(d.candidate)} | {_f(d.delta, True)} | {interval} | {flag} |")
     head += ["", f"### By category ({comparison.primary})", "", "| category | baseline | candidate | delta |",
              "|---|---|---|---|"]
-    head += [f"| {k} | {_f(v['base'])} | {_f(v['candidate'])} | {_f(v['delta'], True)} |"
+    head += [f"| {_cell(k)} | {_f(v['base'])} | {_f(v['candidate'])} | {_f(v['delta'], True)} |"
              for k, v in comparison.by_category.items()]
     tail = ["", gate_markdown] if gate_markdown else []
-    rows = [f"| {w['id']} | {str(w['question'])[:90]} | {w['why']} |" for w in comparison.worse_rows]
+    rows = [f"| {_cell(w['id'])} | {_cell(str(w['question'])[:90])} | {_cell(w['why'])} |"
+            for w in comparison.worse_rows]
     section = ["", f"### Rows that got worse ({len(rows)})", "", "| id | question | change |", "|---|---|---|"]
     text = "\n".join(head + section + rows + tail) + "\n"
     while len(text) > limit and rows:
@@ -205,8 +224,8 @@ def _html(markdown: str, image_b64: str) -> str:
 
     def flush() -> None:
         if table:
-            cells = [[html_lib.escape(c.strip()) for c in line.strip("|").split("|")] for line in table
-                     if not set(line.replace("|", "").strip()) <= {"-"}]
+            cells = [[html_lib.escape(c.strip().replace("\\|", "|")) for c in UNESCAPED_PIPE.split(line.strip()[1:-1])]
+                     for line in table if not set(line.replace("|", "").strip()) <= {"-"}]
             header, *body = cells
             parts.append("<table><tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>"
                          + "".join("<tr>" + "".join(f"<td>{v}</td>" for v in row) + "</tr>" for row in body)

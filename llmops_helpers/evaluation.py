@@ -6,8 +6,11 @@ An **evaluator** is a small function ``(row: GoldenRow, output: dict) -> float``
 :func:`run_evaluation` (or add it to :data:`DEFAULT_EVALUATORS`); its name becomes a metric in ``summary.json``.
 
 A run folder holds ``rows.jsonl`` (one line a row, errors included), ``summary.json`` (``metrics`` = name → mean
-over scored rows, ``n_rows``, ``n_errors``, slices by category) and ``metadata.json`` (git sha, prompt hash,
-model, provider, dataset hash)."""
+over scored rows, ``n_rows``, ``n_errors``, ``n_judge_errors``, ``row_ids``, slices by category) and
+``metadata.json`` (git sha, prompt hash, model, provider, dataset hash, evaluators, judges).
+
+A failing evaluator or app call makes the row an error row; a failing LLM judge does not: the row keeps its
+deterministic scores and records the judge's failure in ``judge_errors`` (counted in ``n_judge_errors``)."""
 
 from __future__ import annotations
 
@@ -62,9 +65,10 @@ def _articles_by_id() -> dict[str, Any]:
 
 def score_output(row: GoldenRow, output: dict, evaluators: dict[str, Evaluator], judges: tuple[str, ...] = (),
                  judge_connection: Any = None, articles: dict[str, Any] | None = None,
-                 ) -> tuple[dict[str, float], dict[str, str]]:
-    """Scores of one reply: every evaluator, then every judge (as ``judge_<name>``, 1–5). A judge whose reply
-    cannot be parsed raises, so the caller records an error row instead of a missing score."""
+                 ) -> tuple[dict[str, float], dict[str, str], dict[str, str]]:
+    """Scores of one reply: every evaluator, then every judge (as ``judge_<name>``, 1–5); returns the scores, the
+    judges' reasons and the judges that failed (name → error). A failing evaluator raises, so the caller records
+    an error row; a failing judge (unparseable reply, timeout) costs only its own score, named in the errors."""
     from .judges import judge
 
     scores = {}
@@ -73,16 +77,20 @@ def score_output(row: GoldenRow, output: dict, evaluators: dict[str, Evaluator],
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"evaluator {name!r} returned {value}, outside 0–1")
         scores[name] = value
-    reasons = {}
+    reasons, failed = {}, {}
     if judges:
         articles = articles if articles is not None else _articles_by_id()
         context = "\n\n".join(articles[i].as_context() for i in output.get("context_ids") or [] if i in articles)
         for name in judges:
-            verdict = judge(judge_connection, name, question=row.question, answer=output.get("answer") or "",
-                            context=context, ground_truth=row.ground_truth)
+            try:
+                verdict = judge(judge_connection, name, question=row.question, answer=output.get("answer") or "",
+                                context=context, ground_truth=row.ground_truth)
+            except Exception as exc:  # the judge's failure is recorded; the row's other scores stand
+                failed[name] = f"{type(exc).__name__}: {exc}"
+                continue
             scores[f"judge_{name}"] = float(verdict.score)
             reasons[name] = verdict.reason
-    return scores, reasons
+    return scores, reasons, failed
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -107,9 +115,14 @@ def _drop_partial_last_line(path: Path) -> None:
 
 
 def summarize(rows: list[dict]) -> dict[str, Any]:
-    """``summary.json``'s content from saved rows: metric means over rows that scored, error counts, latency
-    percentiles, tokens and cost, and the same metric means per category."""
+    """``summary.json``'s content from saved rows: metric means over rows that scored, error counts (rows that
+    errored; rows where a judge failed, and failures per judge), latency percentiles, tokens and cost, the row ids,
+    and the same metric means per category. A judge's mean covers only the rows it scored."""
     scored = [r for r in rows if not r.get("error")]
+    judge_failures: dict[str, int] = {}
+    for r in scored:
+        for name in r.get("judge_errors") or {}:
+            judge_failures[name] = judge_failures.get(name, 0) + 1
     names = sorted({name for r in scored for name in r.get("scores", {})})
 
     def means(subset: list[dict]) -> dict[str, float]:
@@ -130,6 +143,8 @@ def summarize(rows: list[dict]) -> dict[str, Any]:
     return {
         "metrics": {**means(scored), **{k: v for k, v in operational.items() if v is not None}},
         "n_rows": len(rows), "n_errors": len(rows) - len(scored),
+        "n_judge_errors": sum(1 for r in scored if r.get("judge_errors")), "judge_errors": judge_failures,
+        "row_ids": sorted((r["id"] for r in rows if "id" in r), key=str),  # what a comparison must match
         "by_category": {c: means([r for r in scored if r.get("category") == c]) for c in categories},
     }
 
@@ -139,23 +154,39 @@ def file_hash(path: str | Path) -> str:
 
 
 RUN_FILES = ("rows.jsonl", "summary.json", "metadata.json", "gate_decision.json", "gate_decision.md")
-RUN_IDENTITY = ("variant", "prompt_hash", "dataset_hash", "provider", "model", "top_k")
+RUN_IDENTITY = ("variant", "prompt_hash", "dataset_hash", "provider", "model", "top_k", "evaluators", "judges")
+START_OVER = "Start over with --fresh (fresh=True) or use a new --out folder."
+
+
+def _identity(meta: dict[str, Any], key: str) -> Any:
+    value = meta.get(key)
+    return sorted(value) if key in ("evaluators", "judges") and isinstance(value, list) else value
 
 
 def _check_same_run(out: Path, metadata: dict[str, Any]) -> None:
-    """Refuse to resume a folder whose saved rows came from another configuration."""
-    meta_path = out / "metadata.json"
-    if not (out / "rows.jsonl").is_file() or not meta_path.is_file():
+    """Refuse to resume a folder whose saved rows came from another configuration (any :data:`RUN_IDENTITY` key,
+    evaluators and judges included), or whose ``metadata.json`` is missing or unreadable, so the configuration
+    of its rows cannot be told."""
+    saved_rows = read_rows(out / "rows.jsonl")
+    if not saved_rows:
         return
+    meta_path = out / "metadata.json"
     try:
         saved = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        saved = {}
-    changed = [f"{key} {saved[key]!r} → {metadata[key]!r}" for key in RUN_IDENTITY
-               if key in saved and key in metadata and saved[key] != metadata[key]]
+    except FileNotFoundError:
+        saved, why = None, "is missing"
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        saved, why = None, "is not valid JSON (cut short?)"
+    else:
+        why = "is not a JSON object"
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{meta_path} {why}, so the configuration of the {len(saved_rows)} rows saved in "
+                          f"{out / 'rows.jsonl'} cannot be checked and the run cannot be resumed. {START_OVER}")
+    changed = [f"{key} {_identity(saved, key)!r} → {_identity(metadata, key)!r}" for key in RUN_IDENTITY
+               if _identity(saved, key) != _identity(metadata, key)]
     if changed:
         raise ConfigError(f"{out} holds a run of another configuration ({'; '.join(changed)}), so it cannot be "
-                          "resumed. Use a new output folder, or start over (fresh=True / delete the folder).")
+                          f"resumed. {START_OVER}")
 
 
 def run_evaluation(
@@ -173,8 +204,9 @@ def run_evaluation(
 ) -> dict[str, Any]:
     """Evaluate ``rows`` with ``app`` (question -> reply dict) into ``out_dir``; rows already saved there are
     skipped, so re-running after an interruption resumes (unless ``fresh``, which starts over). Resuming a folder
-    whose saved run used another prompt, model or dataset (see :data:`RUN_IDENTITY`) is refused, so one run
-    never mixes two configurations. Returns the summary (also written to disk)."""
+    whose saved run used another prompt, model, dataset, evaluators or judges (see :data:`RUN_IDENTITY`), or
+    whose ``metadata.json`` is missing, is refused, so one run never mixes two configurations. Returns the summary
+    (also written to disk; metadata and summary are replaced atomically)."""
     from tqdm.auto import tqdm
 
     out = Path(out_dir)
@@ -185,10 +217,10 @@ def run_evaluation(
     if fresh:
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
-    _check_same_run(out, metadata or {})
     meta = {"git_sha": git_output("rev-parse", "HEAD") or None, "evaluators": sorted(evaluators),
             "judges": list(judges), **(metadata or {})}
-    meta_path.write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")  # before any row
+    _check_same_run(out, meta)
+    write_text_atomic(meta_path, json.dumps(meta, indent=2, default=str) + "\n")  # before any row
     _drop_partial_last_line(rows_path)
     done = {r["id"] for r in read_rows(rows_path) if "id" in r}
     todo = [row for row in rows if row.id not in done]
@@ -207,8 +239,9 @@ def run_evaluation(
                           cited_ids=output.get("cited_ids"), intent=output.get("intent"),
                           total_tokens=usage.get("total_tokens"),
                           cost_usd=usage.get("cost_usd"))
-            scores, reasons = score_output(row, output, evaluators, judges, judge_connection, articles)
-            record.update(scores=scores, judge_reasons=reasons, error=None)
+            scores, reasons, judge_errors = score_output(row, output, evaluators, judges, judge_connection,
+                                                         articles)
+            record.update(scores=scores, judge_reasons=reasons, judge_errors=judge_errors, error=None)
         except Exception as exc:  # every failure becomes an error row; nothing is dropped
             record.setdefault("latency_s", time.perf_counter() - started)
             record["error"] = f"{type(exc).__name__}: {exc}"
@@ -226,9 +259,9 @@ def run_evaluation(
     wanted = {row.id for row in rows}
     saved = [r for r in read_rows(rows_path) if r.get("id") in wanted]
     summary = summarize(saved)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     meta["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    meta_path.write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
+    write_text_atomic(meta_path, json.dumps(meta, indent=2, default=str) + "\n")
     return summary
 
 
@@ -243,7 +276,8 @@ def rescore(
 ) -> dict[str, Any]:
     """Add evaluators (or judges) to a finished run without calling the app again: each saved answer is scored
     and the new scores join the old ones in ``rows.jsonl`` and ``summary.json``. A row whose new score fails
-    becomes an error row (with the message), as in :func:`run_evaluation`. Returns the new summary."""
+    becomes an error row (with the message), and a failing judge is recorded in the row's ``judge_errors``, as in
+    :func:`run_evaluation`. Returns the new summary."""
     from tqdm.auto import tqdm
 
     out = Path(out_dir)
@@ -264,21 +298,26 @@ def rescore(
         output = {key: record.get(key) for key in ("answer", "context_ids", "cited_ids", "intent")}
         output["context_ids"] = output["context_ids"] or []
         try:
-            scores, reasons = score_output(golden[record["id"]], output, evaluators, judges, judge_connection,
-                                           articles)
+            scores, reasons, judge_errors = score_output(golden[record["id"]], output, evaluators, judges,
+                                                         judge_connection, articles)
         except Exception as exc:  # as in run_evaluation: a failure is an error row, never a dropped score
             record["error"] = f"{type(exc).__name__}: {exc}"
             continue
-        record["scores"] = {**record.get("scores", {}), **scores}
-        record["judge_reasons"] = {**(record.get("judge_reasons") or {}), **reasons}
+        # a judge's latest attempt wins: a new score clears its old error, a new failure replaces its old score
+        stale = {f"judge_{name}" for name in judge_errors}
+        record["scores"] = {k: v for k, v in {**record.get("scores", {}), **scores}.items() if k not in stale}
+        record["judge_reasons"] = {k: v for k, v in {**(record.get("judge_reasons") or {}), **reasons}.items()
+                                   if k not in judge_errors}
+        still_failed = {k: v for k, v in (record.get("judge_errors") or {}).items() if k not in reasons}
+        record["judge_errors"] = {**still_failed, **judge_errors}
     write_text_atomic(rows_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in saved))
     summary = summarize(saved)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     meta_path = out / "metadata.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
     meta["evaluators"] = sorted({*meta.get("evaluators", []), *evaluators})
     meta["judges"] = list(dict.fromkeys([*meta.get("judges", []), *judges]))
-    meta_path.write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
+    write_text_atomic(meta_path, json.dumps(meta, indent=2, default=str) + "\n")
     return summary
 
 

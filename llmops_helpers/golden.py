@@ -1,5 +1,8 @@
 """The golden dataset (questions with ground truth, supporting articles and key facts) and the red-team set,
-with validators that report *every* problem with its file, row and field — not just the first."""
+with validators that report *every* problem with its file, row and field — not just the first.
+
+Data files are JSONL: UTF-8 without a byte order mark, one JSON object per line, at most 64 KiB
+(:data:`MAX_ROW_BYTES`) per line, no blank lines (each of these is reported as a problem naming the row)."""
 
 from __future__ import annotations
 
@@ -73,15 +76,53 @@ def golden_dir() -> Path:
     return kit_root() / "data" / "golden"
 
 
+MAX_ROW_BYTES = 64 * 1024  # one golden row is under 1 KiB; a 64 KiB line is a pasted file or a missing newline
+BOM = b"\xef\xbb\xbf"
+
+
+def _decode_line(path: str, number: int, offset: int, raw: bytes, problems: list[Problem]) -> str | None:
+    """One line's text, or None with a problem naming the row: too long, a BOM, not UTF-8, or blank."""
+    if len(raw) > MAX_ROW_BYTES:
+        problems.append(Problem(path, number, None, f"is {len(raw):,} bytes, over the limit of {MAX_ROW_BYTES:,} "
+                                "bytes (64 KiB) per row: is a newline missing between rows?"))
+        return None
+    if number == 1 and raw.startswith(BOM):
+        problems.append(Problem(path, number, None, "the file starts with a UTF-8 byte order mark (BOM): save it as "
+                                "UTF-8 without BOM (VS Code: 'Save with Encoding' > UTF-8)"))
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problems.append(Problem(path, number, None, f"is not UTF-8: byte 0x{raw[exc.start]:02x} at byte "
+                                f"{exc.start + 1} of the row (offset {offset + exc.start} in the file); save the "
+                                "file as UTF-8"))
+        return None
+    if not text.strip():
+        problems.append(Problem(path, number, None, "is blank: delete the empty line (rows are numbered by line)"))
+        return None
+    return text
+
+
 def _read_objects(path: Path, problems: list[Problem]) -> list[tuple[int, dict]]:
+    """The JSON objects of a JSONL file with their line numbers; every unusable line becomes a problem."""
+    if path.is_dir():
+        raise DatasetError(str(path), None, None, "is a folder, not a .jsonl file",
+                           "Pass one data file, e.g. data/golden/ci.jsonl.")
     if not path.is_file():
-        raise DatasetError(str(path), None, None, "does not exist")
+        raise DatasetError(str(path), None, None, "does not exist", "Check the path (data files end in .jsonl).")
+    data = path.read_bytes()
     objects = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
+    offset = 0
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the newline that ends the last row
+    for number, raw in enumerate(lines, start=1):
+        text = _decode_line(str(path), number, offset, raw.removesuffix(b"\r"), problems)
+        offset += len(raw) + 1
+        if text is None:
             continue
         try:
-            obj = json.loads(line)
+            obj = json.loads(text)
         except json.JSONDecodeError as exc:
             problems.append(Problem(str(path), number, None, f"not valid JSON ({exc.msg} at column {exc.colno})"))
             continue
@@ -89,6 +130,8 @@ def _read_objects(path: Path, problems: list[Problem]) -> list[tuple[int, dict]]
             problems.append(Problem(str(path), number, None, "must be a JSON object"))
             continue
         objects.append((number, obj))
+    if not lines:
+        problems.append(Problem(str(path), None, None, "has no rows: add one JSON object per line"))
     return objects
 
 

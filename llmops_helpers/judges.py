@@ -1,8 +1,10 @@
 """LLM judges: groundedness, relevance, coherence, fluency and similarity, each a 1–5 score with a short reason.
 
 Judges ask for a JSON-schema response and parse it strictly: anything that is not a JSON object with an integer
-``score`` from 1 to 5 raises :class:`JudgeError`, which the evaluation records as an error row (a failure), never a
-silently dropped score. (promptflow's sample evaluators read the first digit they find; we do not.)
+``score`` from 1 to 5 raises :class:`JudgeError`, which the evaluation records as that judge's failure in the row
+(``judge_errors``, counted in the summary's ``n_judge_errors`` and held to the gate's error rate), never a
+silently dropped score; the row's other scores are kept. (promptflow's sample evaluators read the first digit
+they find; we do not.)
 
 What a 135M judge can tell you: almost nothing about meaning. It returns valid JSON every time (the schema
 forces the shape), but its scores do not track quality: on the 18 CI rows it scored all 36 answers of a grounded

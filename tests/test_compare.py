@@ -69,3 +69,53 @@ def test_compare_command(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "llmops_helpers.cli", "compare", str(base),
                               str(tmp_path / "nothing")], capture_output=True, text=True, check=False)
     assert missing.returncode == 2 and "nothing" in missing.stderr
+
+
+def hand_run(folder, rows, dataset_hash="d1"):
+    """A run folder written by hand: rows.jsonl, summary.json and metadata.json, no model and no app."""
+    import json
+
+    from llmops_helpers.evaluation import summarize
+
+    folder.mkdir(parents=True)
+    (folder / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "summary.json").write_text(json.dumps(summarize(rows)))
+    (folder / "metadata.json").write_text(json.dumps({"dataset_hash": dataset_hash, "sample": len(rows)}))
+    return folder
+
+
+def row(row_id, recall, cost, question="How long do refunds take?"):
+    return {"id": row_id, "category": "billing", "question": question, "scores": {"key_fact_recall": recall},
+            "cost_usd": cost, "latency_s": 1.0, "total_tokens": 10, "error": None}
+
+
+def test_small_costs_keep_their_significant_digits(tmp_path):
+    base = hand_run(tmp_path / "base", [row("a", 1.0, 5.4e-05), row("b", 0.5, 5.4e-05)])
+    cand = hand_run(tmp_path / "cand", [row("a", 1.0, 1.08e-04), row("b", 0.25, 1.08e-04)])
+    markdown = to_markdown(compare_runs(base, cand))
+    cost = next(line for line in markdown.splitlines() if line.startswith("| cost_per_request_usd |"))
+    assert "| 0.0000540 | 0.000108 | +0.0000540 |" in cost  # was "| 0.000 | 0.000 | +0.000 |"
+    assert "| key_fact_recall | 0.750 | 0.625 | -0.125 |" in markdown
+
+
+def test_pipes_and_newlines_in_a_question_stay_inside_their_cell(tmp_path):
+    from llmops_helpers.compare import _html
+
+    question = "Plan A | plan B:\nwhich is cheaper?"
+    base = hand_run(tmp_path / "base", [row("a", 1.0, 0.0, question), row("b", 1.0, 0.0)])
+    cand = hand_run(tmp_path / "cand", [row("a", 0.0, 0.0, question), row("b", 1.0, 0.0)])
+    markdown = to_markdown(compare_runs(base, cand))
+    [line] = [line for line in markdown.splitlines() if line.startswith("| a |")]
+    assert line == "| a | Plan A \\| plan B: which is cheaper? | key_fact_recall 1.00 → 0 |"
+    html = _html(markdown, "")
+    assert "<td>Plan A | plan B: which is cheaper?</td>" in html
+
+
+def test_runs_of_other_rows_are_not_compared(tmp_path):
+    base = hand_run(tmp_path / "base", [row(f"g{i}", 1.0, 0.0) for i in range(18)])
+    cand = hand_run(tmp_path / "cand", [row(f"g{i}", 1.0, 0.0) for i in range(2)])
+    run = subprocess.run([sys.executable, "-m", "llmops_helpers.cli", "compare", str(base), str(cand)],
+                         capture_output=True, text=True, check=False, timeout=120)
+    assert run.returncode == 2 and "not comparable" in run.stderr and "number of rows: candidate 2, baseline 18" in \
+        run.stderr and "Traceback" not in run.stderr
+    assert not (cand / "compare").exists()

@@ -66,7 +66,8 @@ def test_custom_evaluator_is_a_small_function(tmp_path):
 
 
 def test_summary_of_nothing():
-    assert summarize([]) == {"metrics": {}, "n_rows": 0, "n_errors": 0, "by_category": {}}
+    assert summarize([]) == {"metrics": {}, "n_rows": 0, "n_errors": 0, "n_judge_errors": 0, "judge_errors": {},
+                            "row_ids": [], "by_category": {}}
 
 
 def test_eval_command_on_the_real_agent_then_gate(tmp_path):
@@ -195,3 +196,91 @@ def test_the_baseline_flow_comes_from_a_git_ref_and_is_evaluated_beside_the_cand
                                      flow_dir=base, progress=False)
     assert summary["n_rows"] == 1
     assert json.loads((tmp_path / "base" / "metadata.json").read_text())["flow"] == str(base)
+
+
+def fake_judge(fail_on=()):
+    """Stands in for the LLM judge: score 4, or a JudgeError for the questions of ``fail_on``."""
+    from llmops_helpers.judges import Judgement
+
+    questions = {r.question for r in ROWS if r.id in set(fail_on)}
+
+    def judge(connection, name, *, question, answer, context, ground_truth):
+        if question in questions:
+            raise JudgeError(f"judge '{name}' returned non-JSON: 'Score: 4'")
+        return Judgement(name, 4, "supported")
+
+    return judge
+
+
+def test_the_judges_are_part_of_the_run_identity(tmp_path, monkeypatch):
+    import pytest
+
+    from llmops_helpers import judges
+    from llmops_helpers.errors import ConfigError
+
+    monkeypatch.setattr(judges, "judge", fake_judge())
+    app = OracleApp()
+    run_evaluation(ROWS[:3], tmp_path, app, judges=("groundedness",), progress=False)
+    with pytest.raises(ConfigError, match=r"judges \['groundedness'\] → \[\]") as info:
+        run_evaluation(ROWS[:6], tmp_path, app, judges=(), progress=False)  # was: a judge mean over 3 of 6 rows
+    assert "--fresh" in str(info.value) and len(app.calls) == 3
+    with pytest.raises(ConfigError, match="evaluators"):
+        run_evaluation(ROWS[:6], tmp_path, app, judges=("groundedness",), progress=False,
+                       evaluators={"token_f1": DEFAULT_EVALUATORS["token_f1"]})
+    summary = run_evaluation(ROWS[:6], tmp_path, app, judges=("groundedness",), progress=False)  # same: resumes
+    assert len(app.calls) == 6 and summary["metrics"]["judge_groundedness"] == 4.0 and summary["n_rows"] == 6
+
+
+def test_rows_without_a_valid_metadata_file_are_not_resumed(tmp_path):
+    import pytest
+
+    from llmops_helpers.errors import ConfigError
+
+    app = OracleApp()
+    for folder, damage, why in ((tmp_path / "cut", lambda p: p.write_text(p.read_text()[:20]), "not valid JSON"),
+                                (tmp_path / "gone", lambda p: p.unlink(), "is missing")):
+        run_evaluation(ROWS[:3], folder, app, metadata={"variant": "grounded"}, progress=False)
+        damage(folder / "metadata.json")
+        with pytest.raises(ConfigError, match=why) as info:  # was: 3 "grounded" + 3 "friendly" rows in one run
+            run_evaluation(ROWS[:6], folder, app, metadata={"variant": "friendly"}, progress=False)
+        assert "3 rows saved" in str(info.value) and "--fresh" in str(info.value)
+        assert len(read_rows(folder / "rows.jsonl")) == 3  # nothing lost, nothing added
+        summary = run_evaluation(ROWS[:6], folder, app, metadata={"variant": "friendly"}, fresh=True, progress=False)
+        assert summary["n_rows"] == 6
+        assert {p.name for p in folder.iterdir()} == {"rows.jsonl", "summary.json", "metadata.json"}  # no temp left
+
+
+def test_a_failing_judge_keeps_the_rows_other_scores(tmp_path, monkeypatch):
+    from llmops_helpers import judges
+    from llmops_helpers.gate import apply_gate
+
+    monkeypatch.setattr(judges, "judge", fake_judge(fail_on={ROWS[1].id}))
+    summary = run_evaluation(ROWS[:3], tmp_path, OracleApp(), judges=("groundedness",), progress=False)
+    saved = {r["id"]: r for r in read_rows(tmp_path / "rows.jsonl")}
+    failed = saved[ROWS[1].id]
+    assert failed["error"] is None and failed["scores"]["key_fact_recall"] == 1.0  # was: an error row, no scores
+    assert "judge_groundedness" not in failed["scores"]
+    assert failed["judge_errors"] == {"groundedness": "JudgeError: judge 'groundedness' returned non-JSON: 'Score: 4'"}
+    assert (summary["n_errors"], summary["n_judge_errors"], summary["judge_errors"]) == (0, 1, {"groundedness": 1})
+    assert summary["metrics"]["key_fact_recall"] == 1.0 and summary["metrics"]["judge_groundedness"] == 4.0
+    decision = apply_gate({"max_error_rate": 0.0}, summary)  # a failed judge still never passes silently
+    assert [r.metric for r in decision.failed] == ["judge_error_rate"]
+    assert "1 of 3 rows have a failed LLM judge" in decision.failed[0].message
+
+
+def test_rescore_records_a_failing_judge_without_dropping_the_row(tmp_path, monkeypatch):
+    from llmops_helpers import judges
+    from llmops_helpers.evaluation import rescore
+
+    run_evaluation(ROWS[:2], tmp_path, OracleApp(), progress=False)
+    monkeypatch.setattr(judges, "judge", fake_judge(fail_on={ROWS[0].id}))
+    summary = rescore(tmp_path, ROWS, {}, judges=("groundedness",), progress=False)
+    assert (summary["n_errors"], summary["n_judge_errors"]) == (0, 1)
+    monkeypatch.setattr(judges, "judge", fake_judge())
+    summary = rescore(tmp_path, ROWS, {}, judges=("groundedness",), progress=False)  # the judge works now
+    assert (summary["n_errors"], summary["n_judge_errors"], summary["metrics"]["judge_groundedness"]) == (0, 0, 4.0)
+    monkeypatch.setattr(judges, "judge", fake_judge(fail_on={ROWS[1].id}))
+    rescore(tmp_path, ROWS, {}, judges=("groundedness",), progress=False)  # a new failure replaces the old score
+    saved = {r["id"]: r for r in read_rows(tmp_path / "rows.jsonl")}
+    assert "judge_groundedness" not in saved[ROWS[1].id]["scores"] and saved[ROWS[1].id]["judge_errors"]
+    assert saved[ROWS[0].id]["scores"]["judge_groundedness"] == 4.0 and not saved[ROWS[0].id]["judge_errors"]

@@ -1,6 +1,7 @@
 """The quality gate on crafted summaries: decisions, messages, written decision files and exit codes."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -152,3 +153,107 @@ def test_absolute_only_leaves_out_the_relative_rules(tmp_path, rules):
     assert not run_gate(rules, summary(tmp_path, "slow", latency_p95_s=99.0), absolute_only=True).passed
     with pytest.raises(GateInputError, match="absolute_only with a baseline"):
         run_gate(rules, candidate, summary(tmp_path, "base"), absolute_only=True)
+
+
+@pytest.mark.parametrize("rule, problem", [
+    ("{metric: f1, max_drop: 0.05, note: why}", "relative rule 1 (f1): unknown key(s) 'note'"),
+    ("{metric: f1, max_drop: 5}", "'max_drop' is 5, but it is a fraction"),
+    ("{metric: cost, max_rise: 1}", "'max_rise' is 1, but it is a fraction"),
+    ("{metric: f1, max_drop: -0.1}", "'max_drop' is -0.1, but thresholds cannot be negative"),
+    ("{metric: f1, max_drop: .nan}", "'max_drop' is nan, not a finite number"),
+    ("{metric: cost, max_rise: .inf}", "'max_rise' is inf, not a finite number"),
+])
+def test_rules_that_could_never_fail_or_hide_a_typo_are_refused(tmp_path, rule, problem):
+    path = tmp_path / "gates.yaml"
+    path.write_text(f"relative:\n  - {rule}\n")
+    with pytest.raises(GateInputError, match=re.escape(problem)) as info:
+        load_rules(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("rule, problem", [
+    ("{metric: latency_p95_s, max: -1}", "slos rule 1 (latency_p95_s): 'max' is -1, but thresholds cannot be"),
+    ("{metric: f1, min: .nan}", "'min' is nan, not a finite number"),
+    ("{metric: f1, min: 0.3, max_drop: 0.1}", "unknown key(s) 'max_drop'"),
+])
+def test_slo_thresholds_are_checked_too(tmp_path, rule, problem):
+    path = tmp_path / "gates.yaml"
+    path.write_text(f"slos:\n  - {rule}\n")
+    with pytest.raises(GateInputError, match=re.escape(problem)):
+        load_rules(path)
+
+
+def test_cli_exits_2_naming_the_unknown_key(tmp_path):
+    rules = tmp_path / "gates.yaml"
+    rules.write_text("relative:\n  - metric: key_fact_recall\n    max_drop: 0.05\n    note: keep quality\n")
+    run = subprocess.run([sys.executable, "-m", "llmops_helpers.cli", "gate", "--rules", str(rules), "--candidate",
+                          str(summary(tmp_path, "cand")), "--baseline", str(summary(tmp_path, "base"))],
+                         capture_output=True, text=True, check=False, timeout=120)
+    assert run.returncode == 2 and "unknown key(s) 'note'" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_nan_metric_fails_its_rules_and_the_decision_is_strict_json(tmp_path, rules):
+    cand = summary(tmp_path, "cand")
+    (cand / "summary.json").write_text((cand / "summary.json").read_text().replace('"key_fact_recall": 0.5',
+                                                                                   '"key_fact_recall": NaN'))
+    decision = run_gate(rules, cand, summary(tmp_path, "base"))
+    assert {r.metric for r in decision.failed} == {"key_fact_recall"} and len(decision.failed) == 2
+    assert all("not a finite number" in r.message for r in decision.failed)
+    text = (cand / "gate_decision.json").read_text()
+    saved = json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name} in gate_decision.json"))
+    failed = [r for r in saved["results"] if not r["passed"]]
+    assert [r["observed"] for r in failed] == [None, None] and "NaN" not in text
+
+
+def test_decision_json_never_holds_bare_nan_or_infinity():
+    from llmops_helpers.gate import Decision, RuleResult
+
+    decision = Decision(False, [RuleResult("x", "x", False, float("nan"), float("inf"), message="odd")])
+    assert json.loads(decision.to_json())["results"][0]["observed"] is None
+    assert "NaN" not in decision.to_json() and "Infinity" not in decision.to_json()
+
+
+def run_folder(tmp_path, name, ids, dataset_hash="d1", **metrics):
+    folder = summary(tmp_path, name, n_rows=len(ids), **metrics)
+    data = json.loads((folder / "summary.json").read_text())
+    (folder / "summary.json").write_text(json.dumps({**data, "row_ids": sorted(ids)}))
+    (folder / "metadata.json").write_text(json.dumps({"dataset": "data/golden/ci.jsonl", "dataset_hash": dataset_hash,
+                                                      "sample": len(ids)}))
+    return folder
+
+
+def test_runs_of_other_rows_are_not_compared(tmp_path, rules):
+    ids = [f"g{i:02d}" for i in range(18)]
+    base = run_folder(tmp_path, "base", ids)
+    with pytest.raises(GateInputError, match="number of rows: candidate 2, baseline 18") as info:
+        run_gate(rules, run_folder(tmp_path, "two", ids[:2]), base)  # passed before: same means, fewer rows
+    assert "sample size: candidate 2, baseline 18" in str(info.value)
+    with pytest.raises(GateInputError, match="dataset hash: candidate 'd2'"):
+        run_gate(rules, run_folder(tmp_path, "other_data", ids, dataset_hash="d2"), base)
+    with pytest.raises(GateInputError, match="only in the candidate x99; only in the baseline g17"):
+        run_gate(rules, run_folder(tmp_path, "other_rows", ids[:17] + ["x99"]), base)
+    assert not (tmp_path / "two" / "gate_decision.json").exists()
+    assert run_gate(rules, run_folder(tmp_path, "same", ids), base).passed
+
+
+def test_cli_exits_2_listing_the_differences(tmp_path, rules):
+    ids = [f"g{i:02d}" for i in range(18)]
+    run = subprocess.run([sys.executable, "-m", "llmops_helpers.cli", "gate", "--rules", str(rules), "--candidate",
+                          str(run_folder(tmp_path, "two", ids[:2])), "--baseline", str(run_folder(tmp_path, "b", ids))],
+                         capture_output=True, text=True, check=False, timeout=120)
+    assert run.returncode == 2 and "not comparable" in run.stderr and "number of rows" in run.stderr
+
+
+def test_a_zero_baseline_makes_relative_rules_not_applicable(tmp_path, rules):
+    base = summary(tmp_path, "local", cost_per_request_usd=0.0, key_fact_recall=0.0)
+    decision = run_gate(rules, summary(tmp_path, "hosted", cost_per_request_usd=0.002), base)
+    cost = next(r for r in decision.results if r.metric == "cost_per_request_usd" and "vs baseline" in r.rule)
+    assert decision.passed and cost.passed and not cost.applicable and cost.threshold is None
+    assert "baseline is 0" in cost.message and "| n/a: not applicable" in decision.to_markdown()
+    expensive = run_gate(rules, summary(tmp_path, "pricey", cost_per_request_usd=0.05), base)
+    assert expensive.passed  # the relative rule is n/a; an absolute cost SLO is what bounds a 0 baseline
+    with_slo = tmp_path / "slo.yaml"
+    cost_slo = "    max: 10\n  - metric: cost_per_request_usd\n    max: 0.01\n"
+    with_slo.write_text(RULES.replace("    max: 10\n", cost_slo))
+    assert [r.rule for r in run_gate(with_slo, summary(tmp_path, "p2", cost_per_request_usd=0.05), base).failed] == [
+        "cost_per_request_usd <= 0.01"]

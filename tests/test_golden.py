@@ -92,3 +92,93 @@ def test_model_written_truth_is_scored_against_the_human_truth(local_server):
     (result,) = model_written_truth(connect("local"), rows, max_tokens=24)
     assert result["human_truth"] == rows[0].ground_truth and result["model_truth"]
     assert 0 <= result["key_fact_recall"] <= 1 and 0 <= result["token_f1_vs_human"] <= 1
+
+
+def _problems(path):
+    good, problems = validate_golden(path, DOCS)
+    return [r.id for r in good], [(p.row, p.message) for p in problems]
+
+
+def test_a_non_utf8_byte_is_a_problem_naming_row_and_offset(tmp_path):
+    path = tmp_path / "golden.jsonl"
+    second = json.dumps({**GOOD, "id": "g2", "question": "Caf\u00e9?"}, ensure_ascii=False).encode("utf-8")
+    path.write_bytes(json.dumps(GOOD).encode() + b"\n" + second.replace("\u00e9".encode(), b"\xe9") + b"\n")
+    good, problems = _problems(path)
+    assert good == ["g1"] and len(problems) == 1
+    row, message = problems[0]
+    column = second.index("\u00e9".encode())
+    assert row == 2 and "not UTF-8: byte 0xe9" in message and f"byte {column + 1} of the row" in message
+    assert f"offset {len(json.dumps(GOOD)) + 1 + column} in the file" in message
+
+
+def test_a_huge_line_is_refused_before_parsing(tmp_path):
+    from llmops_helpers.golden import MAX_ROW_BYTES
+
+    huge = {**GOOD, "id": "g2", "question": "x" * (10 * 1024 * 1024)}
+    good, problems = _problems(write(tmp_path, [GOOD, huge]))
+    assert good == ["g1"] and [row for row, _ in problems] == [2] and f"{MAX_ROW_BYTES:,} bytes" in problems[0][1]
+
+
+def test_a_bom_gets_a_precise_problem_not_invalid_json(tmp_path):
+    path = tmp_path / "golden.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\n" + json.dumps({**GOOD, "id": "g2"}).encode())
+    good, problems = _problems(path)
+    assert good == ["g2"] and len(problems) == 1
+    assert problems[0][0] == 1 and "byte order mark (BOM)" in problems[0][1] and "JSON" not in problems[0][1]
+
+
+def test_blank_lines_are_problems_naming_the_row(tmp_path):
+    good, problems = _problems(write(tmp_path, [GOOD, "", "   ", {**GOOD, "id": "g4"}]))
+    assert good == ["g1", "g4"] and [row for row, _ in problems] == [2, 3] and "blank" in problems[0][1]
+
+
+def test_crlf_line_ends_and_a_missing_final_newline_are_fine(tmp_path):
+    path = tmp_path / "golden.jsonl"
+    path.write_bytes(json.dumps(GOOD).encode() + b"\r\n" + json.dumps({**GOOD, "id": "g2"}).encode())
+    assert _problems(path) == (["g1", "g2"], [])
+
+
+def test_an_empty_file_is_a_problem(tmp_path):
+    (tmp_path / "golden.jsonl").write_text("")
+    assert _problems(tmp_path / "golden.jsonl") == ([], [(None, "has no rows: add one JSON object per line")])
+
+
+def _validate_data(*args, cwd=None):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "llmops_helpers.cli", "validate-data", *args], capture_output=True,
+                          text=True, check=False, timeout=120, cwd=cwd)
+
+
+def test_validate_data_command_exit_codes(tmp_path):
+    import shutil
+
+    from llmops_helpers.golden import golden_dir
+
+    (tmp_path / "empty").mkdir()
+    missing, empty = _validate_data(str(tmp_path / "nowhere")), _validate_data("--folder", str(tmp_path / "empty"))
+    assert (missing.returncode, empty.returncode) == (2, 2)
+    assert "nowhere: does not exist" in missing.stderr and "holds no .jsonl files" in empty.stderr
+    assert "Traceback" not in missing.stderr + empty.stderr
+    one = tmp_path / "ci.jsonl"
+    shutil.copy(golden_dir() / "ci.jsonl", one)
+    good = _validate_data(str(one))
+    assert good.returncode == 0 and "ci.jsonl: 18 good rows, 0 problem(s)" in good.stdout
+    one.write_bytes(one.read_bytes().replace(b"\xe2\x82\xac", b"\x80", 1) + b"\n")  # a cp1252 euro, a blank line
+    bad = _validate_data(str(one))
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert "is not UTF-8: byte 0x80" in bad.stderr and "row 19: is blank" in bad.stderr
+
+
+def test_eval_refuses_a_bad_data_file_with_exit_2_before_any_model_call(tmp_path):
+    import subprocess
+    import sys
+
+    data = tmp_path / "mine.jsonl"
+    data.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\n")
+    run = subprocess.run([sys.executable, "-m", "llmops_helpers.cli", "eval", "--data", str(data), "--judges", "none",
+                          "--out", str(tmp_path / "run")], capture_output=True, text=True, check=False, timeout=120)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "row 1: the file starts with a UTF-8 byte order mark (BOM)" in run.stderr
+    assert not (tmp_path / "run" / "rows.jsonl").exists()

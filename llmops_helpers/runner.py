@@ -31,7 +31,8 @@ def kernel_manager_class() -> type:
     papermill (through nbclient) waits for the kernel's reply with pyzmq's asyncio ``socket.poll(timeout)``. That
     wake-up is edge-triggered and is sometimes lost when a burst of messages arrives at once, as when a cell opens
     a dozen ipywidgets comms: the reply sits in the socket and the client sleeps until its whole timeout runs out
-    (nbclient issue 312; measured here: 1 run in 24 of a widget cell waited the full timeout, then completed).
+    (nbclient issue 312; measured here: 2 of 102 runs of a widget cell waited the full timeout, then completed;
+    with these clients 0 of 80, benchmarks/widget_hang_loop.py).
     These clients poll in slices of :data:`POLL_SLICE_S`, and each slice ends with a non-blocking check, so a lost
     wake-up costs at most half a second. nbval uses the blocking client (``zmq_poll``), which is not affected."""
     global _KERNEL_MANAGER

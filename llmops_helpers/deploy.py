@@ -9,11 +9,13 @@ machine. Prod takes an artifact only with a recorded approval."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -261,29 +263,77 @@ def _slot_stopped(slot_url: str, timeout: float = 5) -> str:
     return why
 
 
+class _SlotWatch:
+    """Asks a slot's ``/health`` every ``interval`` seconds in a background thread; ``stopped`` is set, and
+    ``why`` says what happened and when, as soon as it stops answering."""
+
+    def __init__(self, slot: str, slot_url: str, interval: float = 0.5) -> None:
+        self.slot, self.slot_url, self.interval = slot, slot_url, interval
+        self.stopped, self._done, self.why = threading.Event(), threading.Event(), ""
+        self._thread = threading.Thread(target=self._run, name=f"watch-{slot}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            why = _slot_stopped(self.slot_url)
+            if why:
+                self.why = f"{self.slot} stopped answering: {why} at {time.strftime('%H:%M:%S UTC', time.gmtime())}"
+                self.stopped.set()
+                return
+            self._done.wait(self.interval)
+
+    def __enter__(self) -> _SlotWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._done.set()
+
+
+def _score_unless(url: str, question: str, stop: threading.Event) -> tuple[int, dict, str] | None:
+    """``_score_with_slot`` through the router, or None as soon as ``stop`` is set: a request in flight on the
+    other slot is left to finish on its own rather than delaying the rollback by a whole answer."""
+    box: list = []
+
+    def ask() -> None:
+        try:
+            box.append(_score_with_slot(url, question))
+        except OSError as exc:
+            box.append(exc)
+
+    worker = threading.Thread(target=ask, daemon=True)
+    worker.start()
+    while worker.is_alive() and not stop.is_set():
+        worker.join(0.1)
+    if box and isinstance(box[0], OSError):
+        raise box[0]
+    return box[0] if box else None
+
+
 def _canary_step(url: str, slot: str, weight: int, min_requests: int, traffic, slo: CanarySLO, echo: bool, *,
                  headers: dict[str, str] | None = None, slot_url: str = "") -> dict[str, Any]:
     """Send traffic through the router until ``slot`` has had ``min_requests``; judge its SLOs.
 
-    After every request the slot's ``/health`` is asked directly (when ``slot_url`` is given), and the router's
-    view of the slot is read at the end, so a slot that dies ends the step at once with the real reason. Only
-    server-side failures count as errors; the router tracks client errors (4xx) apart. ``headers`` carry the
-    router's admin token."""
+    While it runs, the slot's ``/health`` is asked directly every half second (when ``slot_url`` is given), and
+    the router's view of the slot is read at the end, so a slot that dies ends the step at once with the real
+    reason. Only server-side failures count as errors; the router tracks client errors (4xx) apart.
+    ``headers`` carry the router's admin token."""
     http_json(url + "/_router/reset", {}, timeout=10, headers=headers)
     good = seen = sent = 0
-    stopped = ""
     limit = min_requests * max(1, round(100 / weight)) + 2
-    while seen < min_requests and sent < limit:
-        row = next(traffic)
-        code, reply, served_by = _score_with_slot(url, row.question)
-        sent += 1
-        if served_by == slot:
-            seen += 1
-            good += code == 200 and reply_is_good(reply, row.context_ids)
-        why = _slot_stopped(slot_url) if slot_url else ""
-        if why:
-            stopped = f"{slot} stopped answering: {why} at {time.strftime('%H:%M:%S UTC', time.gmtime())}"
-            break
+    watch = _SlotWatch(slot, slot_url) if slot_url else None
+    never = threading.Event()
+    with watch or contextlib.nullcontext():
+        while seen < min_requests and sent < limit:
+            row = next(traffic)
+            answered = _score_unless(url, row.question, watch.stopped if watch else never)
+            if answered is None:
+                break
+            code, reply, served_by = answered
+            sent += 1
+            if served_by == slot:
+                seen += 1
+                good += code == 200 and reply_is_good(reply, row.context_ids)
+    stopped = watch.why if watch else ""
     router = http_json(url + "/_router", timeout=10, headers=headers)[1]
     stats = router.get("stats", {}).get(slot, {})
     health = router.get("health", {}).get(slot, {})

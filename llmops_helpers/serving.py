@@ -89,7 +89,8 @@ def serve_flow(flow: Callable[[str], Any], identity: dict[str, Any], port: int =
             self._send(HTTPStatus.OK, reply)
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            sys.stderr.write(f"[{environment}] {self.address_string()} {format % args}\n")
+            if self.path != "/health":  # a canary asks it twice a second
+                sys.stderr.write(f"[{environment}] {self.address_string()} {format % args}\n")
 
     return JSONServer(("127.0.0.1", port), Handler)
 

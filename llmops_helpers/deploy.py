@@ -9,11 +9,13 @@ machine. Prod takes an artifact only with a recorded approval."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -83,10 +85,11 @@ def _alive(pid: int | None) -> bool:
         return True
 
 
-def _request(url: str, payload: dict | None, timeout: float) -> tuple[int, dict, str]:
+def _request(url: str, payload: dict | None, timeout: float, headers: dict[str, str] | None = None
+             ) -> tuple[int, dict, str]:
     """GET (or POST ``payload``): the status, the decoded JSON reply and the router's ``X-Slot`` header."""
     data = None if payload is None else json.dumps(payload).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"{}"), response.headers.get("X-Slot", "")
@@ -97,9 +100,10 @@ def _request(url: str, payload: dict | None, timeout: float) -> tuple[int, dict,
             return exc.code, {}, exc.headers.get("X-Slot", "")
 
 
-def http_json(url: str, payload: dict | None = None, timeout: float = 120) -> tuple[int, dict]:
+def http_json(url: str, payload: dict | None = None, timeout: float = 120, headers: dict[str, str] | None = None
+              ) -> tuple[int, dict]:
     """GET (or POST ``payload``) and decode the JSON reply; HTTP errors return their status and body."""
-    code, body, _ = _request(url, payload, timeout)
+    code, body, _ = _request(url, payload, timeout, headers)
     return code, body
 
 
@@ -174,16 +178,38 @@ def _set_weights(entry: dict[str, Any], environment: str, folder: str | Path | N
     entry["weights"] = weights
 
 
+def _router_headers(environment: str, folder: str | Path | None) -> dict[str, str]:
+    """The header that opens the router's admin routes (its token lives next to its config, owner-only)."""
+    from .router import TOKEN_HEADER, ensure_token
+
+    return {TOKEN_HEADER: ensure_token(_router_config(environment, folder))}
+
+
+def router_stats(environment: str, *, folder: str | Path | None = None) -> dict[str, Any]:
+    """What the environment's router reports (``GET /_router``): slots, weights, slot health and statistics."""
+    entry = load_state(folder)["environments"].get(environment)
+    if not entry or not entry.get("url"):
+        raise DeployError(f"nothing is deployed to {environment}; run `llmops deploy --env {environment}` first.")
+    code, body = http_json(entry["url"] + "/_router", timeout=10, headers=_router_headers(environment, folder))
+    if code != 200:
+        raise DeployError(f"the {environment} router at {entry['url']} answered HTTP {code} to GET /_router: "
+                          f"{body.get('error', '')}")
+    return body
+
+
 def _ensure_router(entry: dict[str, Any], environment: str, port: int | None, folder: str | Path | None) -> None:
+    from .router import ensure_token
+
     if _alive(entry.get("router_pid")):
         return
     config = _router_config(environment, folder)
     if not config.is_file():
         config.write_text(json.dumps({"slots": {}, "weights": {}}), encoding="utf-8")
+    ensure_token(config)
     port = DEFAULT_PORTS[environment] if port is None else port
     pid, url = _start_process([sys.executable, "-m", "llmops_helpers.router", "--config", str(config), "--env",
                                environment, "--port", str(port)], f"{environment}.router", deploy_dir(folder),
-                              "/_router")
+                              "/_router/health")
     entry.update(router_pid=pid, url=url, port=int(url.rsplit(":", 1)[1]))
 
 
@@ -217,33 +243,116 @@ def _traffic(questions: list | None):
         yield from rows
 
 
-def _canary_step(url: str, slot: str, weight: int, min_requests: int, traffic, slo: CanarySLO,
-                 echo: bool) -> dict[str, Any]:
-    """Send traffic through the router until ``slot`` has had ``min_requests``; judge its SLOs."""
-    http_json(url + "/_router/reset", {}, timeout=10)
+def _slot_stopped(slot_url: str, timeout: float = 5) -> str:
+    """Why the slot does not answer ``/health`` (asked directly, not through the router); "" while it does.
+    A failed probe is repeated once after a moment, so a connection caught in the instant of a restart or a
+    kill is not mistaken for the verdict."""
+    why = ""
+    for attempt in range(2):
+        try:
+            code, _ = http_json(slot_url + "/health", timeout=timeout)
+            return "" if code == 200 else f"/health answered HTTP {code}"
+        except OSError as exc:
+            cause = getattr(exc, "reason", exc)  # urllib wraps connection errors in URLError
+            if isinstance(cause, ConnectionRefusedError):
+                return "connection refused"
+            why = (f"/health did not answer within {timeout:g} s" if isinstance(cause, TimeoutError)
+                   else f"/health unreachable ({cause})")
+        if not attempt:
+            time.sleep(0.2)
+    return why
+
+
+class _SlotWatch:
+    """Asks a slot's ``/health`` every ``interval`` seconds in a background thread; ``stopped`` is set, and
+    ``why`` says what happened and when, as soon as it stops answering."""
+
+    def __init__(self, slot: str, slot_url: str, interval: float = 0.5) -> None:
+        self.slot, self.slot_url, self.interval = slot, slot_url, interval
+        self.stopped, self._done, self.why = threading.Event(), threading.Event(), ""
+        self._thread = threading.Thread(target=self._run, name=f"watch-{slot}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            why = _slot_stopped(self.slot_url)
+            if why:
+                self.why = f"{self.slot} stopped answering: {why} at {time.strftime('%H:%M:%S UTC', time.gmtime())}"
+                self.stopped.set()
+                return
+            self._done.wait(self.interval)
+
+    def __enter__(self) -> _SlotWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._done.set()
+
+
+def _score_unless(url: str, question: str, stop: threading.Event) -> tuple[int, dict, str] | None:
+    """``_score_with_slot`` through the router, or None as soon as ``stop`` is set: a request in flight on the
+    other slot is left to finish on its own rather than delaying the rollback by a whole answer."""
+    box: list = []
+
+    def ask() -> None:
+        try:
+            box.append(_score_with_slot(url, question))
+        except OSError as exc:
+            box.append(exc)
+
+    worker = threading.Thread(target=ask, daemon=True)
+    worker.start()
+    while worker.is_alive() and not stop.is_set():
+        worker.join(0.1)
+    if box and isinstance(box[0], OSError):
+        raise box[0]
+    return box[0] if box else None
+
+
+def _canary_step(url: str, slot: str, weight: int, min_requests: int, traffic, slo: CanarySLO, echo: bool, *,
+                 headers: dict[str, str] | None = None, slot_url: str = "") -> dict[str, Any]:
+    """Send traffic through the router until ``slot`` has had ``min_requests``; judge its SLOs.
+
+    While it runs, the slot's ``/health`` is asked directly every half second (when ``slot_url`` is given), and
+    the router's view of the slot is read at the end, so a slot that dies ends the step at once with the real
+    reason. Only server-side failures count as errors; the router tracks client errors (4xx) apart.
+    ``headers`` carry the router's admin token."""
+    http_json(url + "/_router/reset", {}, timeout=10, headers=headers)
     good = seen = sent = 0
     limit = min_requests * max(1, round(100 / weight)) + 2
-    while seen < min_requests and sent < limit:
-        row = next(traffic)
-        code, reply, served_by = _score_with_slot(url, row.question)
-        sent += 1
-        if served_by == slot:
-            seen += 1
-            good += code == 200 and reply_is_good(reply, row.context_ids)
-    stats = http_json(url + "/_router", timeout=10)[1]["stats"].get(slot, {})
+    watch = _SlotWatch(slot, slot_url) if slot_url else None
+    never = threading.Event()
+    with watch or contextlib.nullcontext():
+        while seen < min_requests and sent < limit:
+            row = next(traffic)
+            answered = _score_unless(url, row.question, watch.stopped if watch else never)
+            if answered is None:
+                break
+            code, reply, served_by = answered
+            sent += 1
+            if served_by == slot:
+                seen += 1
+                good += code == 200 and reply_is_good(reply, row.context_ids)
+    stopped = watch.why if watch else ""
+    router = http_json(url + "/_router", timeout=10, headers=headers)[1]
+    stats = router.get("stats", {}).get(slot, {})
+    health = router.get("health", {}).get(slot, {})
+    if health.get("up") is False:  # the router saw it first (a user's request was refused)
+        stopped = f"{slot} stopped answering: {health.get('reason')} at {health.get('since_utc')}"
     quality = good / seen if seen else 0.0
-    problems = []
-    if not seen:
+    problems = [stopped] if stopped else []
+    if not stopped and not seen:
         problems.append(f"{slot} received no traffic")
-    if stats.get("error_rate", 0) > slo.max_error_rate:
+    if not stopped and stats.get("error_rate", 0) > slo.max_error_rate:
         problems.append(f"error rate {stats['error_rate']:.0%} > {slo.max_error_rate:.0%}")
-    if (stats.get("p95_s") or 0) > slo.max_p95_s:
+    if not stopped and (stats.get("p95_s") or 0) > slo.max_p95_s:
         problems.append(f"p95 latency {stats['p95_s']:.1f} s > {slo.max_p95_s:g} s")
-    if quality < slo.min_quality:
+    if not stopped and quality < slo.min_quality:
         problems.append(f"quality sample {quality:.0%} < {slo.min_quality:.0%}")
     step = {"weight": weight, "requests": sent, "canary_requests": seen, "errors": stats.get("errors", 0),
-            "error_rate": stats.get("error_rate", 0.0), "p95_s": stats.get("p95_s"), "quality": quality,
-            "passed": not problems, "problems": problems}
+            "client_errors": stats.get("client_errors", 0), "error_rate": stats.get("error_rate", 0.0),
+            "p95_s": stats.get("p95_s"), "quality": quality, "stopped": stopped, "passed": not problems,
+            "problems": problems}
     if echo:
         p95 = f"{step['p95_s']:.1f} s" if step["p95_s"] is not None else "-"
         print(f"  canary {weight:>3}%: {seen} of {sent} requests on {slot}; errors {step['error_rate']:.0%}, "
@@ -337,7 +446,8 @@ def deploy(artifact_ref: str | Path, environment: str, *, approved_by: str = "",
         for weight in canary_steps:
             _set_weights(entry, environment, folder, {target: weight, live: 100 - weight})
             save_state(state, folder)
-            step = _canary_step(entry["url"], target, weight, min_requests, traffic, slo or CanarySLO(), echo)
+            step = _canary_step(entry["url"], target, weight, min_requests, traffic, slo or CanarySLO(), echo,
+                                headers=_router_headers(environment, folder), slot_url=entry["slots"][target]["url"])
             outcome["steps"].append(step)
             record(state, environment, "canary", artifact, **{k: step[k] for k in ("weight", "canary_requests",
                                                                                  "error_rate", "p95_s",

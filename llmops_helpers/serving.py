@@ -15,16 +15,19 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import yaml
 
 from .artifacts import Artifact, load_artifact, verify_artifact
+from .httpjson import JSONHandler, JSONServer, RequestRejected
 from .paths import write_text_atomic
 
-MAX_BODY = 64 * 1024
+# The embedded model's context is 4096 tokens and the agent's prompt ~1,200 of them before the question
+# (~4 characters a token): a longer question would fail inside the model, a server error for a client's mistake.
+MAX_QUESTION_CHARS = 4000
 
 
 def load_flow(artifact: Artifact, environment: str) -> Any:
@@ -37,28 +40,29 @@ def load_flow(artifact: Artifact, environment: str) -> Any:
     return getattr(load_flow_module(flow_dir, module_name), class_name)(environment=environment)
 
 
-def make_server(artifact: Artifact, environment: str, port: int = 0) -> ThreadingHTTPServer:
-    flow = load_flow(artifact, environment)
+def make_server(artifact: Artifact, environment: str, port: int = 0) -> JSONServer:
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     identity = {"name": artifact.name, "version": artifact.version, "digest": artifact.digest,
                 "environment": environment, "started": started}
+    return serve_flow(load_flow(artifact, environment), identity, port)
+
+
+def serve_flow(flow: Callable[[str], Any], identity: dict[str, Any], port: int = 0) -> JSONServer:
+    """The endpoint around ``flow`` (question -> reply mapping); ``identity`` is what ``/version`` answers
+    (``digest``, ``version`` and ``environment`` at least)."""
+    environment, digest = identity.get("environment", ""), identity.get("digest", "")
     lock = threading.Lock()  # one answer at a time: the embedded model has one slot anyway
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JSONHandler):
         server_version = "llmops-endpoint/1"
 
         def _send(self, status: int, payload: dict) -> None:
-            body = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("X-Artifact-Digest", artifact.digest)
-            self.end_headers()
-            self.wfile.write(body)
+            self.send_json(status, payload, {"X-Artifact-Digest": digest})
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             if self.path == "/health":
-                self._send(HTTPStatus.OK, {"status": "ok", "environment": environment, "version": artifact.version})
+                self._send(HTTPStatus.OK, {"status": "ok", "environment": environment,
+                                           "version": identity.get("version")})
             elif self.path == "/version":
                 self._send(HTTPStatus.OK, identity)
             else:
@@ -66,20 +70,13 @@ def make_server(artifact: Artifact, environment: str, port: int = 0) -> Threadin
 
         def do_POST(self) -> None:  # noqa: N802
             if self.path not in ("/score", "/chat"):
-                self._send(HTTPStatus.NOT_FOUND, {"error": f"no route {self.path}; POST to /score"})
-                return
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"body over {MAX_BODY} bytes"})
+                self.reject(RequestRejected(HTTPStatus.NOT_FOUND, f"no route {self.path}; POST to /score"),
+                            {"X-Artifact-Digest": digest})
                 return
             try:
-                body = json.loads(self.rfile.read(length) or b"{}")
-            except json.JSONDecodeError:
-                self._send(HTTPStatus.BAD_REQUEST, {"error": 'body must be JSON like {"question": "..."}'})
-                return
-            question = body.get("question") if isinstance(body, dict) else None
-            if not isinstance(question, str) or not question.strip():
-                self._send(HTTPStatus.BAD_REQUEST, {"error": "field 'question' must be a non-empty string"})
+                question = _question(self.read_json())
+            except RequestRejected as exc:
+                self.reject(exc, {"X-Artifact-Digest": digest})
                 return
             started_at = time.perf_counter()
             try:
@@ -92,9 +89,22 @@ def make_server(artifact: Artifact, environment: str, port: int = 0) -> Threadin
             self._send(HTTPStatus.OK, reply)
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            sys.stderr.write(f"[{environment}] {self.address_string()} {format % args}\n")
+            if self.path != "/health":  # a canary asks it twice a second
+                sys.stderr.write(f"[{environment}] {self.address_string()} {format % args}\n")
 
-    return ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    return JSONServer(("127.0.0.1", port), Handler)
+
+
+def _question(body: Any) -> str:
+    """The request's question, or :class:`RequestRejected` saying what is wrong with it."""
+    question = body.get("question") if isinstance(body, dict) else None
+    if not isinstance(question, str) or not question.strip():
+        raise RequestRejected(HTTPStatus.BAD_REQUEST, "field 'question' must be a non-empty string, "
+                              'as in {"question": "..."}')
+    if len(question) > MAX_QUESTION_CHARS:
+        raise RequestRejected(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the question is {len(question)} characters; "
+                              f"the limit is {MAX_QUESTION_CHARS} (the model's context). Send a shorter question")
+    return question
 
 
 def main(argv: list[str] | None = None) -> int:

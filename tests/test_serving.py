@@ -1,0 +1,28 @@
+"""A slot server answers a bad request with 400 or 413 and a JSON reason, never a 500 or a dropped connection,
+and keeps serving; its flow is never called for one. The flow here is a fake: the handler is under test."""
+
+import json
+
+import pytest
+from http_fakes import BAD_REQUESTS, _length, _raw, _slot, _stop, _url, deadline  # noqa: F401
+
+from llmops_helpers.deploy import http_json
+from llmops_helpers.serving import MAX_QUESTION_CHARS
+
+
+@pytest.mark.parametrize("name", [*BAD_REQUESTS, "question too long", "no question"])
+def test_the_slot_server_answers_400_or_413_never_500(name):
+    slot = _slot("blue")
+    try:
+        request, status, words = {
+            **BAD_REQUESTS,
+            "question too long": (_length(json.dumps({"question": "x" * 60_000}).encode()), 413,
+                                  f"the limit is {MAX_QUESTION_CHARS}"),
+            "no question": (_length(b'{"q": 1}'), 400, "field 'question'"),
+        }[name]
+        code, body, headers = _raw(_url(slot), request)
+        assert code == status and words in body["error"], body
+        assert headers["X-Artifact-Digest"] == "sha256:blue" and slot.questions == 0
+        assert http_json(_url(slot) + "/score", {"question": "still serving?"})[0] == 200
+    finally:
+        _stop(slot)

@@ -220,14 +220,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from .artifacts import build_artifact
 
-    artifact = build_artifact(args.version, flow_dir=args.flow, eval_run=args.eval_run, registry=args.registry)
+    wanted = os.environ.get("LLMOPS_LOCK_HASHES", "").lower()  # 1/true, or on-github: only on GitHub's runners
+    lock_hashes = args.lock_hashes or wanted in ("1", "true") or (wanted == "on-github"
+                                                                  and os.environ.get("GITHUB_ACTIONS") == "true")
+    artifact = build_artifact(args.version, flow_dir=args.flow, eval_run=args.eval_run, no_gate=args.no_gate or "",
+                              ref=args.ref, lock_hashes=lock_hashes, registry=args.registry)
     print(f"Built {artifact.ref}\n  digest {artifact.digest}\n  folder {artifact.path}")
     evaluation = artifact.manifest.get("evaluation")
+    skipped = (artifact.manifest.get("gate") or {}).get("skipped_because")
     print("  admitted by " + (f"an evaluation of {evaluation['n_rows']} rows that passed the gate" if evaluation
-                              else "no evaluation (pass --eval-run RUN to record the gate that admitted it)"))
+                              else f"NO gate (--no-gate: {skipped})"))
+    print("  lock " + ("with sha256 hashes (pip install --no-deps --require-hashes -r requirements.lock)"
+                       if artifact.manifest.get("lock_hashes") else "pins versions only (--lock-hashes adds hashes)"))
     if os.environ.get("GITHUB_OUTPUT"):  # later steps and jobs can name the artifact by digest
         with open(os.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as out:
             out.write(f"version={artifact.version}\ndigest={artifact.digest}\nref={artifact.ref}\n")
+    if args.digest_file:  # for another workflow (CD), which cannot read this job's outputs
+        Path(args.digest_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.digest_file).write_text(artifact.digest + "\n", encoding="utf-8")
     return 0
 
 
@@ -434,8 +444,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="package the flow as an immutable, content-addressed artifact in the registry")
     p.add_argument("--version", required=True, help="semver, e.g. 1.0.0 (the git sha is appended), or auto: "
                    "X.Y.Z on a release/X.Y.Z branch, else 0.0.0-<branch>.<commit count>")
-    p.add_argument("--eval-run", help="evaluation run folder whose passed gate decision admits this build")
+    p.add_argument("--eval-run", help="evaluation run folder whose passed gate decision admits this build (it must "
+                   "have evaluated this very flow content)")
+    p.add_argument("--no-gate", metavar="REASON", help="build without gate evidence; the reason goes in the manifest")
     p.add_argument("--flow", help="flow folder (default: flows/support_agent)")
+    p.add_argument("--ref", default="HEAD", help="the commit to package the flow from (default HEAD, which must "
+                   "have no uncommitted changes in the flow folder)")
+    p.add_argument("--digest-file", help="also write the digest to this file (CI publishes it for CD)")
+    p.add_argument("--lock-hashes", action="store_true", help="record each pinned wheel's sha256 for pip "
+                   "--require-hashes (asks the package index; also LLMOPS_LOCK_HASHES=1, or on-github: on GitHub only)")
     p.add_argument("--registry", help="registry folder (default: $LLMOPS_REGISTRY or build/registry)")
     p.set_defaults(func=cmd_build)
 

@@ -323,11 +323,17 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    from .pipeline import run_pipeline
+    from .pipeline import PipelineError, run_pipeline
 
+    settings = {}
+    for number, item in enumerate(args.set or [], start=1):
+        name, equals, value = item.partition("=")
+        if not equals or not name.strip():  # the item is not echoed: it may be a pasted key
+            raise PipelineError(f"--set number {number} is not NAME=VALUE (e.g. --set EVAL_SAMPLE=2). Give each "
+                                "setting as a variable name, '=' and its value.")
+        settings[name.strip()] = value
     run = run_pipeline(args.workflow, args.event, workdir=args.workdir, branch=args.branch or "", base=args.base or "",
-                       jobs=args.job or None, approve=args.approve or "",
-                       env=dict(item.split("=", 1) for item in args.set or []))
+                       jobs=args.job or None, approve=args.approve or "", env=settings)
     print(run)
     return 0 if run.passed or not run.triggered else 1
 
@@ -513,7 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--job", action="append", help="run only this job (repeatable)")
     p.add_argument("--approve", metavar="NAME", help="approve jobs in protected environments (prod) as NAME")
     p.add_argument("--set", action="append", metavar="VAR=VALUE",
-                   help="an environment variable for every step, e.g. EVAL_SAMPLE=2 (repeatable)")
+                   help="an environment variable for every step, e.g. EVAL_SAMPLE=2 (repeatable); values of "
+                   "secret-looking names (KEY, TOKEN, SECRET, PASSWORD, PAT, CREDENTIAL) are masked in all output")
     p.set_defaults(func=cmd_pipeline)
 
     p = sub.add_parser("compare", help="compare two run folders: deltas with bootstrap intervals, slices, report")

@@ -125,8 +125,8 @@ def flow_digest(flow_dir: str | Path) -> str:
 
 def _refuse_uncommitted(flow_dir: Path) -> None:
     """A build packages the commit, so the working copy's flow must be that commit: refuse local changes."""
-    status = _git(flow_dir, "status", "--porcelain", "-z", "--untracked-files=all", "--", ".").stdout.decode()
-    changes = [entry for entry in status.split("\0") if len(entry) > 3]
+    porcelain = _git(flow_dir, "status", "--porcelain", "-z", "--no-renames", "--untracked-files=all", "--", ".")
+    changes = [entry for entry in porcelain.stdout.decode().split("\0") if len(entry) > 3]
     changes = [entry for entry in changes
                if not (entry.startswith("??") and _matches(entry[3:], SCRATCH + SECRET_NAMES))]
     if changes:

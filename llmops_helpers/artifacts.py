@@ -95,7 +95,11 @@ def _matches(relative: str, patterns: tuple[str, ...]) -> bool:
 
 
 def _git(flow_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *args], cwd=flow_dir, capture_output=True, check=False, timeout=60)
+    """``git <args>`` in ``flow_dir`` (bytes); no git at all counts as a failed command, never a crash."""
+    try:
+        return subprocess.run(["git", *args], cwd=flow_dir, capture_output=True, check=False, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return subprocess.CompletedProcess(["git", *args], 127, b"", str(exc).encode())
 
 
 def _in_git(flow_dir: Path) -> bool:
@@ -143,9 +147,9 @@ def flow_source(flow_dir: str | Path, ref: str = "HEAD") -> tuple[str, dict[str,
     at that commit (``git archive``): ignored and untracked files are never part of it."""
     flow_dir = Path(flow_dir).resolve()
     if not _in_git(flow_dir):
-        raise ArtifactError(f"{flow_dir} is not in a git repository (or git ignores it). A build packages the flow "
-                            "as committed, so it can be traced to a commit: `git init`, add and commit the flow "
-                            "folder, then build again.")
+        raise ArtifactError(f"{flow_dir} is not in a git repository (or git ignores it, or git is not installed). "
+                            "A build packages the flow as committed, so it can be traced to a commit: `git init`, "
+                            "add and commit the flow folder, then build again.")
     sha = _git(flow_dir, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").stdout.decode().strip()
     if not sha:
         raise ArtifactError(f"{ref!r} is not a commit in the repository of {flow_dir}. Commit the flow first, or "

@@ -318,3 +318,12 @@ def test_install_command_needs_a_hashed_lock(tmp_path, flow):
     assert built.manifest["lock_hashes"] is False
     with pytest.raises(ArtifactError, match="has no hashes.*--lock-hashes"):
         install_command(built)
+
+
+def test_without_git_the_digest_still_works_and_a_build_says_why_it_cannot(tmp_path, flow, monkeypatch):
+    expected = flow_digest(flow)
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing-here"))  # no git binary on the PATH
+    copy = shutil.copytree(flow, tmp_path / "copy", ignore=shutil.ignore_patterns(".git"))
+    assert flow_digest(copy) == expected  # an evaluation on a machine without git still records its flow
+    with pytest.raises(ArtifactError, match="git is not installed"):
+        build_artifact("1.0.0", flow_dir=flow, registry=tmp_path / "r", no_gate="test")

@@ -351,9 +351,13 @@ def _run_jobs(run: PipelineRun, workflow: dict[str, Any], workdir: Path, jobs: l
             if echo:
                 print(f"▶ {job_name} › {name}\n  $ {mask(script.strip())}", flush=True)
             started = time.perf_counter()
-            proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=cwd, capture_output=True,
-                                  text=True, check=False,
-                                  env={**base_env, **env_context, **step_env, "GITHUB_OUTPUT": str(output_file)})
+            try:
+                proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=cwd, capture_output=True,
+                                      text=True, check=False,
+                                      env={**base_env, **env_context, **step_env, "GITHUB_OUTPUT": str(output_file)})
+            except OSError as exc:  # e.g. a working-directory that does not exist; masked by run_pipeline
+                raise PipelineError(f"{job_name} › {name}: cannot start the step in {cwd} ({exc.strerror}). Check "
+                                    "its working-directory: and that bash is installed.") from None
             output = mask(proc.stdout + proc.stderr)
             passed = proc.returncode == 0
             if step.get("id"):

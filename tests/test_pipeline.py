@@ -236,3 +236,12 @@ def test_pipeline_command_masks_set_values_and_rejects_a_bare_value(repo):
     bare = subprocess.run([*cli, "--set", KEY], capture_output=True, text=True, check=False, timeout=120)
     assert bare.returncode == 2 and "--set number 1 is not NAME=VALUE" in bare.stderr
     assert KEY not in bare.stdout + bare.stderr and "Traceback" not in bare.stderr
+
+
+def test_an_error_does_not_reveal_a_secret(repo, monkeypatch):
+    monkeypatch.setenv("DEMO_API_KEY", KEY)
+    (repo / "e.yml").write_text("on: push\npermissions: {}\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+                                "      - run: echo hi\n        working-directory: ${{ secrets.DEMO_API_KEY }}\n")
+    with pytest.raises(PipelineError, match=r"cannot start the step in .*\*\*\*.*working-directory") as error:
+        run_pipeline(repo / "e.yml", "push", workdir=repo, branch="develop", echo=False)
+    assert KEY not in str(error.value)

@@ -241,14 +241,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from .artifacts import build_artifact
 
-    artifact = build_artifact(args.version, flow_dir=args.flow, eval_run=args.eval_run, registry=args.registry)
+    wanted = os.environ.get("LLMOPS_LOCK_HASHES", "").lower()  # 1/true, or on-github: only on GitHub's runners
+    lock_hashes = args.lock_hashes or wanted in ("1", "true") or (wanted == "on-github"
+                                                                  and os.environ.get("GITHUB_ACTIONS") == "true")
+    artifact = build_artifact(args.version, flow_dir=args.flow, eval_run=args.eval_run, no_gate=args.no_gate or "",
+                              ref=args.ref, lock_hashes=lock_hashes, registry=args.registry)
     print(f"Built {artifact.ref}\n  digest {artifact.digest}\n  folder {artifact.path}")
     evaluation = artifact.manifest.get("evaluation")
+    skipped = (artifact.manifest.get("gate") or {}).get("skipped_because")
     print("  admitted by " + (f"an evaluation of {evaluation['n_rows']} rows that passed the gate" if evaluation
-                              else "no evaluation (pass --eval-run RUN to record the gate that admitted it)"))
+                              else f"NO gate (--no-gate: {skipped})"))
+    print("  lock " + ("with sha256 hashes (pip install --no-deps --require-hashes -r requirements.lock)"
+                       if artifact.manifest.get("lock_hashes") else "pins versions only (--lock-hashes adds hashes)"))
     if os.environ.get("GITHUB_OUTPUT"):  # later steps and jobs can name the artifact by digest
         with open(os.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as out:
             out.write(f"version={artifact.version}\ndigest={artifact.digest}\nref={artifact.ref}\n")
+    if args.digest_file:  # for another workflow (CD), which cannot read this job's outputs
+        Path(args.digest_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.digest_file).write_text(artifact.digest + "\n", encoding="utf-8")
     return 0
 
 
@@ -334,11 +344,17 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    from .pipeline import run_pipeline
+    from .pipeline import PipelineError, run_pipeline
 
+    settings = {}
+    for number, item in enumerate(args.set or [], start=1):
+        name, equals, value = item.partition("=")
+        if not equals or not name.strip():  # the item is not echoed: it may be a pasted key
+            raise PipelineError(f"--set number {number} is not NAME=VALUE (e.g. --set EVAL_SAMPLE=2). Give each "
+                                "setting as a variable name, '=' and its value.")
+        settings[name.strip()] = value
     run = run_pipeline(args.workflow, args.event, workdir=args.workdir, branch=args.branch or "", base=args.base or "",
-                       jobs=args.job or None, approve=args.approve or "",
-                       env=dict(item.split("=", 1) for item in args.set or []))
+                       jobs=args.job or None, approve=args.approve or "", env=settings)
     print(run)
     return 0 if run.passed or not run.triggered else 1
 
@@ -467,8 +483,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="package the flow as an immutable, content-addressed artifact in the registry")
     p.add_argument("--version", required=True, help="semver, e.g. 1.0.0 (the git sha is appended), or auto: "
                    "X.Y.Z on a release/X.Y.Z branch, else 0.0.0-<branch>.<commit count>")
-    p.add_argument("--eval-run", help="evaluation run folder whose passed gate decision admits this build")
+    p.add_argument("--eval-run", help="evaluation run folder whose passed gate decision admits this build (it must "
+                   "have evaluated this very flow content)")
+    p.add_argument("--no-gate", metavar="REASON", help="build without gate evidence; the reason goes in the manifest")
     p.add_argument("--flow", help="flow folder (default: flows/support_agent)")
+    p.add_argument("--ref", default="HEAD", help="the commit to package the flow from (default HEAD, which must "
+                   "have no uncommitted changes in the flow folder)")
+    p.add_argument("--digest-file", help="also write the digest to this file (CI publishes it for CD)")
+    p.add_argument("--lock-hashes", action="store_true", help="record each pinned wheel's sha256 for pip "
+                   "--require-hashes (asks the package index; also LLMOPS_LOCK_HASHES=1, or on-github: on GitHub only)")
     p.add_argument("--registry", help="registry folder (default: $LLMOPS_REGISTRY or build/registry)")
     p.set_defaults(func=cmd_build)
 
@@ -529,7 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--job", action="append", help="run only this job (repeatable)")
     p.add_argument("--approve", metavar="NAME", help="approve jobs in protected environments (prod) as NAME")
     p.add_argument("--set", action="append", metavar="VAR=VALUE",
-                   help="an environment variable for every step, e.g. EVAL_SAMPLE=2 (repeatable)")
+                   help="an environment variable for every step, e.g. EVAL_SAMPLE=2 (repeatable); values of "
+                   "secret-looking names (KEY, TOKEN, SECRET, PASSWORD, PAT, CREDENTIAL) are masked in all output")
     p.set_defaults(func=cmd_pipeline)
 
     p = sub.add_parser("compare", help="compare two run folders: deltas with bootstrap intervals, slices, report")

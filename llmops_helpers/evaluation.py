@@ -407,6 +407,7 @@ def evaluate_support_agent(
     another copy of the flow, e.g. the target branch's (see :func:`flow_at_ref`). ``variant`` (the answer
     prompt) and ``top_k`` override the flow's ``config.yaml``; left empty, the flow runs as configured, which is
     what a pipeline must evaluate."""
+    from .artifacts import flow_digest
     from .flows import import_flow_entry, load_flow_module, support_agent_dir
     from .golden import load_golden
     from .judges import judge_connection as make_judge_connection
@@ -418,7 +419,8 @@ def evaluate_support_agent(
     local = agent.llm.provider == "local"
     metadata = {"dataset": str(data), "dataset_hash": file_hash(data), "variant": agent.config["prompt_variant"],
                 "prompt_hash": file_hash(prompt_file), "provider": agent.llm.provider, "model": agent.llm.model,
-                "top_k": agent.config["top_k"], "sample": len(rows), "flow": str(flow_dir or support_agent_dir())}
+                "top_k": agent.config["top_k"], "sample": len(rows), "flow": str(flow_dir or support_agent_dir()),
+                "flow_digest": flow_digest(flow_dir or support_agent_dir())}  # what a build checks it packages
     return run_evaluation(rows, out_dir, agent, evaluators={**DEFAULT_EVALUATORS, **(extra_evaluators or {})},
                           judges=judges,
                           judge_connection=make_judge_connection() if judges else None,

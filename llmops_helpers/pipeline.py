@@ -198,12 +198,33 @@ def _environment_name(job: dict[str, Any]) -> str:
     return str(environment.get("name", "") if isinstance(environment, dict) else environment)
 
 
-def _mask(text: str) -> str:
-    """Hide secret values from printed commands and output, as GitHub masks secrets in its logs."""
-    for name, value in os.environ.items():
-        if len(value) >= 8 and re.search(r"KEY|TOKEN|SECRET|PASSWORD", name) and value in text:
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|(?:^|_)PAT(?:_|$)", re.IGNORECASE)
+
+
+class Masker:
+    """Hides secret values wherever the runner shows or keeps text, as GitHub masks secrets in its logs: values of
+    environment variables and ``--set`` settings whose names look secret (KEY, TOKEN, SECRET, PASSWORD, PAT,
+    CREDENTIAL) and of every ``secrets.X`` the workflow names (locally, secrets come from the environment)."""
+
+    def __init__(self, workflow_text: str = "", settings: dict[str, str] | None = None) -> None:
+        self.values: set[str] = set()
+        for name, value in os.environ.items():
+            if SECRET_NAME.search(name):
+                self.add(value)
+        for name in re.findall(r"secrets\.([\w-]+)", workflow_text):
+            self.add(os.environ.get(name, ""))
+        for name, value in (settings or {}).items():
+            if SECRET_NAME.search(name):
+                self.add(value)
+
+    def add(self, value: str) -> None:
+        if len(value.strip()) >= 4:  # shorter values would mask ordinary words; GitHub skips them too
+            self.values.add(value.strip())
+
+    def __call__(self, text: str) -> str:
+        for value in sorted(self.values, key=len, reverse=True):  # a longer secret before one it contains
             text = text.replace(value, "***")
-    return text
+        return text
 
 
 def _read_outputs(path: Path) -> dict[str, str]:
@@ -226,6 +247,7 @@ def run_pipeline(workflow_path: str | Path, event: str, *, workdir: str | Path |
     workflow_path = Path(workflow_path)
     workdir = Path(workdir) if workdir else kit_root()
     workflow = load_workflow(workflow_path)
+    mask = Masker(workflow_path.read_text(encoding="utf-8"), env)
     branch = branch or git_output("rev-parse", "--abbrev-ref", "HEAD", cwd=workdir) or "main"
     run = PipelineRun(workflow_path.name, event)
     run.triggered, run.reason = is_triggered(workflow, event, branch, base)
@@ -250,6 +272,18 @@ def run_pipeline(workflow_path: str | Path, event: str, *, workdir: str | Path |
                 "GITHUB_EVENT_NAME": event, "GITHUB_REF_NAME": branch, "GITHUB_SHA": sha, "GITHUB_ACTOR": actor,
                 "GITHUB_BASE_REF": github["base_ref"], "GITHUB_HEAD_REF": github["head_ref"],
                 "GITHUB_WORKSPACE": str(workdir), "GITHUB_STEP_SUMMARY": str(scratch / "summary.md")}
+    try:
+        _run_jobs(run, workflow, workdir, jobs or [], approve, env or {}, echo, github, base_env, scratch, mask)
+    except PipelineError as exc:  # an expression's error may quote a substituted value
+        raise PipelineError(mask(str(exc))) from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)  # step outputs may hold secrets: never leave them behind
+    return run
+
+
+def _run_jobs(run: PipelineRun, workflow: dict[str, Any], workdir: Path, jobs: list[str], approve: str,
+              env: dict[str, str], echo: bool, github: dict[str, Any], base_env: dict[str, str], scratch: Path,
+              mask: Masker) -> None:
     all_jobs = workflow["jobs"]
     results: dict[str, dict[str, Any]] = {}
     for job_name in job_order(all_jobs):
@@ -297,8 +331,8 @@ def run_pipeline(workflow_path: str | Path, event: str, *, workdir: str | Path |
         env_context.update(env or {})  # --set wins, so a lab can run a smaller sample than the workflow's
         status = "success"
         for index, step in enumerate(job.get("steps") or [], start=1):
-            name = (step.get("name") or str(step.get("uses") or "").split("@")[0]
-                    or (step.get("run") or "").splitlines()[0][:60] or f"#{index}")
+            name = mask(step.get("name") or str(step.get("uses") or "").split("@")[0]
+                        or (step.get("run") or "").splitlines()[0][:60] or f"#{index}")
             if "if" in step and not evaluate(str(step["if"]), context, status):
                 run.steps.append(StepResult(job_name, name, "skipped", detail=f"if: {step['if']} is false"))
                 continue
@@ -315,12 +349,16 @@ def run_pipeline(workflow_path: str | Path, event: str, *, workdir: str | Path |
             cwd = workdir / substitute(str(step.get("working-directory", ".")), context)
             output_file = scratch / f"{job_name}-{index}.out"
             if echo:
-                print(f"▶ {job_name} › {name}\n  $ {_mask(script.strip())}", flush=True)
+                print(f"▶ {job_name} › {name}\n  $ {mask(script.strip())}", flush=True)
             started = time.perf_counter()
-            proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=cwd, capture_output=True,
-                                  text=True, check=False,
-                                  env={**base_env, **env_context, **step_env, "GITHUB_OUTPUT": str(output_file)})
-            output = _mask(proc.stdout + proc.stderr)
+            try:
+                proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=cwd, capture_output=True,
+                                      text=True, check=False,
+                                      env={**base_env, **env_context, **step_env, "GITHUB_OUTPUT": str(output_file)})
+            except OSError as exc:  # e.g. a working-directory that does not exist; masked by run_pipeline
+                raise PipelineError(f"{job_name} › {name}: cannot start the step in {cwd} ({exc.strerror}). Check "
+                                    "its working-directory: and that bash is installed.") from None
+            output = mask(proc.stdout + proc.stderr)
             passed = proc.returncode == 0
             if step.get("id"):
                 steps_context[step["id"]] = {"outputs": _read_outputs(output_file),
@@ -332,7 +370,6 @@ def run_pipeline(workflow_path: str | Path, event: str, *, workdir: str | Path |
                 print("  " + "\n  ".join(output.rstrip().splitlines()[-25:]) if output.strip() else "", flush=True)
             if not passed:
                 status = "failure"
-        outputs = {k: substitute(str(v), context) for k, v in (job.get("outputs") or {}).items()}
+        # GitHub does not pass on a job output that holds a secret; here it arrives masked
+        outputs = {k: mask(substitute(str(v), context)) for k, v in (job.get("outputs") or {}).items()}
         results[job_name] = {"result": status, "outputs": outputs}
-    shutil.rmtree(scratch, ignore_errors=True)
-    return run

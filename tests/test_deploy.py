@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from llmops_helpers.artifacts import build_artifact
+from llmops_helpers import artifacts
 from llmops_helpers.deploy import (
     ApprovalRequired,
     DeployError,
@@ -21,6 +21,16 @@ from llmops_helpers.deploy import (
     undeploy,
 )
 from llmops_helpers.flows import support_agent_dir
+
+
+def build_artifact(version: str, flow_dir=None):
+    """An artifact without gate evidence (these tests are about deploying), from the kit's flow or from a copy
+    committed in a repository of its own: builds package what git tracks."""
+    if flow_dir is not None and not (flow_dir / ".git").exists():
+        identity = ["-c", "user.name=Test", "-c", "user.email=test@example.com"]
+        for command in (["init", "-q"], ["add", "-A"], [*identity, "commit", "-q", "-m", "flow"]):
+            subprocess.run(["git", *command], cwd=flow_dir, check=True, capture_output=True)
+    return artifacts.build_artifact(version, flow_dir=flow_dir, no_gate="deploy test")
 
 
 @pytest.fixture

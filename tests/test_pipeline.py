@@ -1,6 +1,7 @@
 """The local pipeline runner: triggers, job order, GitHub-only steps skipped with a reason, expressions, event
 context, and stopping at the first failure — on workflow files written for the test."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -178,3 +179,69 @@ def test_secrets_come_from_the_environment_and_are_masked(repo, monkeypatch, cap
     run = run_pipeline(repo / "s.yml", "push", workdir=repo, branch="develop")
     assert run.passed and run.steps[0].output.strip() == "key=***"
     assert "sk-canary-0123456789" not in capsys.readouterr().out
+
+
+MASKED = """
+on: push
+permissions: {}
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    outputs:
+      token: ${{ steps.s.outputs.t }}
+    steps:
+      - id: s
+        run: |
+          echo "t=$OPENAI_API_KEY" >> "$GITHUB_OUTPUT"
+          echo "key $OPENAI_API_KEY pat $GH_PAT sample $EVAL_SAMPLE"
+          echo "db ${{ secrets.DB_URL }}"
+  b:
+    needs: a
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "got ${{ needs.a.outputs.token }}" > b.txt
+      - run: echo "$OPENAI_API_KEY" >&2; exit 1
+"""
+KEY, PAT, DB = "sk-test-0123456789abcdefXYZ", "ghp_shortpat", "postgres://learner:pw123@db/x"
+
+
+def test_set_values_and_secrets_are_masked_wherever_they_appear(repo, monkeypatch, capsys):
+    import tempfile
+
+    monkeypatch.setenv("DB_URL", DB)  # not a secret-looking name, but the workflow reads it as secrets.DB_URL
+    scratch = []
+    real_mkdtemp = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda **kw: scratch.append(real_mkdtemp(**kw)) or scratch[-1])
+    (repo / "m.yml").write_text(MASKED)
+    run = run_pipeline(repo / "m.yml", "push", workdir=repo, branch="develop",
+                       env={"OPENAI_API_KEY": KEY, "GH_PAT": PAT, "EVAL_SAMPLE": "2"})
+    printed = capsys.readouterr()
+    recorded = str(run) + "".join(s.output + s.detail + s.name for s in run.steps)
+    for secret in (KEY, PAT, DB, "pw123"):
+        assert secret not in printed.out + printed.err and secret not in recorded, secret
+    assert "key *** pat *** sample 2" in run.steps[0].output and "db ***" in run.steps[0].output
+    assert (repo / "b.txt").read_text().strip() == "got ***"  # a job output holding a secret arrives masked
+    assert not run.passed and run.steps[-1].output.strip() == "***"
+    assert scratch and not os.path.exists(scratch[0])  # the step-output files are gone
+
+
+def test_pipeline_command_masks_set_values_and_rejects_a_bare_value(repo):
+    (repo / "m.yml").write_text(MASKED)
+    cli = [sys.executable, "-m", "llmops_helpers.cli", "pipeline", "run", str(repo / "m.yml"), "--event", "push",
+           "--branch", "develop", "--workdir", str(repo)]
+    done = subprocess.run([*cli, "--set", f"OPENAI_API_KEY={KEY}", "--set", f"GH_PAT={PAT}"], capture_output=True,
+                          text=True, check=False, timeout=120)
+    assert done.returncode == 1 and "$ echo \"t=$OPENAI_API_KEY\"" in done.stdout
+    assert KEY not in done.stdout + done.stderr and PAT not in done.stdout + done.stderr
+    bare = subprocess.run([*cli, "--set", KEY], capture_output=True, text=True, check=False, timeout=120)
+    assert bare.returncode == 2 and "--set number 1 is not NAME=VALUE" in bare.stderr
+    assert KEY not in bare.stdout + bare.stderr and "Traceback" not in bare.stderr
+
+
+def test_an_error_does_not_reveal_a_secret(repo, monkeypatch):
+    monkeypatch.setenv("DEMO_API_KEY", KEY)
+    (repo / "e.yml").write_text("on: push\npermissions: {}\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+                                "      - run: echo hi\n        working-directory: ${{ secrets.DEMO_API_KEY }}\n")
+    with pytest.raises(PipelineError, match=r"cannot start the step in .*\*\*\*.*working-directory") as error:
+        run_pipeline(repo / "e.yml", "push", workdir=repo, branch="develop", echo=False)
+    assert KEY not in str(error.value)

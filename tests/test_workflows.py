@@ -56,8 +56,22 @@ def test_the_same_artifact_moves_through_every_stage():
     assert cd["env"]["ARTIFACT"] == "git:${{ github.event.workflow_run.head_sha }}"
     runs = [s["run"] for job in cd["jobs"].values() for s in job["steps"] if "run" in s]
     deploys = [r for r in runs if " deploy " in r]
-    assert len(deploys) == 3 and all('--artifact "$ARTIFACT"' in r for r in deploys)
+    assert len(deploys) == 3 and all('--artifact "$ARTIFACT@$(cat "$CI_DIGEST")"' in r for r in deploys)
+    assert cd["env"]["CI_DIGEST"] == "build/ci/digests/${{ github.event.workflow_run.head_sha }}"
+    build = next(s["run"] for s in wf("ci.yml")["jobs"]["build"]["steps"] if s.get("id") == "build")
+    assert '--digest-file "build/ci/digests/$GITHUB_SHA"' in build and "--eval-run" in build
+    downloads = [s["with"]["name"] for job in cd["jobs"].values() for s in job["steps"]
+                 if "download-artifact" in s.get("uses", "")]
+    assert downloads == ["registry", "digest"] * 3
     assert not any(" build " in r for r in runs)  # CD never rebuilds
+
+
+def test_every_build_is_gated_or_says_why_not():
+    for path in workflow_files():
+        for job in load_workflow(path)["jobs"].values():
+            for step in job.get("steps") or []:
+                if "llmops build " in str(step.get("run", "")):
+                    assert "--eval-run" in step["run"] or '--no-gate "' in step["run"], (path.name, step["run"])
 
 
 def test_the_checker_catches_each_rule(tmp_path):

@@ -293,14 +293,27 @@ def _signal(pid: int, kill: bool) -> None:
 def _stop_pid(pid: int | None, timeout: float = 20, **identity: Any) -> bool:
     """Stop ``pid`` if it is one of the kit's routers or slots (and matches ``identity``, see :func:`_ours`);
     a PID that now belongs to another process is left alone. True when it was ours and is now stopped."""
+    import psutil
+
     if not _alive(pid, **identity):
         return False
-    _signal(pid, kill=False)
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if _alive(pid):
-        _signal(pid, kill=True)
+    try:
+        proc = psutil.Process(pid)
+    except psutil.Error:
+        return True
+
+    def running() -> bool:  # this very process (psutil checks its start time), until it has fully exited
+        try:
+            return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    for kill, wait in ((False, timeout), (True, 5.0)):
+        if running():
+            _signal(proc.pid, kill=kill)
+        deadline = time.monotonic() + wait
+        while running() and time.monotonic() < deadline:
+            time.sleep(0.05)
     return True
 
 
@@ -506,12 +519,12 @@ def _prepare_environment(state: DeployState, environment: str, folder: str | Pat
         return
     started = unfinished_rollout(state, environment)
     if started:
-        live = entry.get("live")
+        live, left = entry.get("live"), _weights_now(environment, folder, entry)
         slot = (entry.get("slots") or {}).get(live or "", {})
         if live and _alive(slot.get("pid")):
             _set_weights(entry, environment, folder, {live: 100})
         record(state, environment, "rollout_interrupted", None, interrupted_version=started.get("version"),
-               weights_left=entry.get("weights"), restored=live)
+               weights_left=left, restored=live)
         save_state(state, folder)
 
 

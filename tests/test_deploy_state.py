@@ -224,3 +224,26 @@ def test_a_second_deploy_waits_then_names_the_one_that_holds_the_environment(fol
         holder.wait(timeout=10)
     with file_lock(lock, timeout=5):  # the OS released it when the holder died
         pass
+
+
+def test_the_next_deploy_closes_an_interrupted_rollout_and_sends_traffic_back_to_the_live_slot(folder, monkeypatch):
+    from llmops_helpers.deploy import _prepare_environment, unfinished_rollout
+
+    folder.mkdir(parents=True)
+    (folder / "dev.router.json").write_text(json.dumps({"slots": {}, "weights": {"blue": 10, "green": 90}}))
+    state = load_state()
+    slots = {name: {"pid": 1, "url": f"http://127.0.0.1:{port}", "version": version}
+             for name, port, version in (("blue", 1, "1.0.0"), ("green", 2, "1.1.0"))}
+    state["environments"]["dev"] = {"slots": slots, "live": "blue", "version": "1.0.0", "weights": {"blue": 10,
+                                                                                                    "green": 90}}
+    state["history"].append({"time": "t", "environment": "dev", "action": "rollout_started", "version": "1.1.0"})
+    save_state(state)
+    monkeypatch.setattr("llmops_helpers.deploy._alive", lambda pid, **identity: True)
+    state = load_state()
+    _prepare_environment(state, "dev", None)
+    state = load_state()
+    assert unfinished_rollout(state, "dev") is None
+    assert state["history"][-1]["action"] == "rollout_interrupted"
+    assert state["history"][-1]["weights_left"] == {"blue": 10, "green": 90}
+    assert json.loads((folder / "dev.router.json").read_text())["weights"] == {"blue": 100}
+    assert state["environments"]["dev"]["weights"] == {"blue": 100}

@@ -29,6 +29,7 @@ def place(tmp_path, monkeypatch):
     """A registry and a deployment folder of the test's own; every endpoint is stopped afterwards."""
     monkeypatch.setenv("LLMOPS_REGISTRY", str(tmp_path / "registry"))
     monkeypatch.setenv("LLMOPS_DEPLOY_DIR", str(tmp_path / "deployments"))
+    monkeypatch.setenv("LLMOPS_DEPLOY_REGISTRY", str(tmp_path / "deploy-folders.txt"))
     yield tmp_path
     for environment in list(load_state()["environments"]):
         undeploy(environment)

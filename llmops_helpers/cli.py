@@ -312,11 +312,22 @@ def cmd_integration(args: argparse.Namespace) -> int:
 
 
 def cmd_undeploy(args: argparse.Namespace) -> int:
-    from .deploy import undeploy
+    from .deploy import undeploy, undeploy_all
 
-    undeploy(args.env)
-    print(f"{args.env}: stopped")
+    if args.all:
+        rows = undeploy_all()
+        for row in rows:
+            print(f"{row['environment']:5} stopped ({', '.join(row['stopped']) or 'nothing was running'})  "
+                  f"{row['folder']}")
+        print("Nothing was deployed." if not rows else f"{len(rows)} environment(s) stopped.")
+        return 0
+    stopped = undeploy(args.env)
+    print(f"{args.env}: stopped" + (f" ({', '.join(stopped)})" if stopped else " (nothing was running)"))
     return 0
+
+
+def _traffic_split(weights: dict) -> str:
+    return " / ".join(f"{slot} {weight}%" for slot, weight in weights.items()) or "no traffic"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -326,8 +337,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not current:
         print("Nothing is deployed.")
     for environment, entry in current.items():
-        print(f"{environment:5} {entry.get('version') or '-':24} {(entry.get('digest') or '')[:19]}  {entry['url']}  "
-              f"slot {entry.get('live')} {'running' if entry['running'] else 'NOT RUNNING'}")
+        state = "running" if entry["healthy"] else "running, FAILING" if entry["running"] else "NOT RUNNING"
+        print(f"{environment:5} {entry.get('version') or '-':24} {(entry.get('digest') or '')[:19]}  "
+              f"{entry.get('url') or '-'}  slot {entry.get('live')} {state}  "
+              f"traffic {_traffic_split(entry['weights'])}")
+        for problem in entry["problems"]:
+            print(f"      ⚠️  {problem}")
+        if entry["rollout"]:
+            rollout = entry["rollout"]
+            what = "in progress" if rollout["in_progress"] else "INTERRUPTED (never finished)"
+            print(f"      ⚠️  rollout of {rollout.get('version')} ({rollout.get('strategy')}) started "
+                  f"{rollout['time']}: {what}; the next deploy to {environment} sends traffic back to "
+                  f"{entry.get('live')} first")
     for event in load_state()["history"][-args.history:]:
         extra = event.get("reason") or event.get("approved_by") or ""
         print(f"  {event['time']} {event['environment']:5} {event['action']:11} {event.get('version') or ''} "
@@ -528,8 +549,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-latency", type=float, default=60.0, help="seconds the slowest answer may take")
     p.set_defaults(func=cmd_integration)
 
-    p = sub.add_parser("undeploy", help="stop an environment's endpoint")
-    p.add_argument("--env", required=True, choices=("dev", "qa", "prod"))
+    p = sub.add_parser("undeploy", help="stop an environment's endpoint (--all: every environment, every folder)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--env", choices=("dev", "qa", "prod"))
+    which.add_argument("--all", action="store_true",
+                       help="every environment in every deployment folder the kit has used, lab sandboxes included")
     p.set_defaults(func=cmd_undeploy)
 
     p = sub.add_parser("status", help="what is deployed where, whether it runs, and the latest history")

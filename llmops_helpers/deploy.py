@@ -10,8 +10,10 @@ machine. Prod takes an artifact only with a recorded approval."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,13 +21,23 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .artifacts import Artifact, load_artifact, verify_artifact
 from .errors import LLMOpsError
-from .paths import build_dir, kit_root, write_text_atomic
+from .paths import (
+    build_dir,
+    file_lock,
+    is_locked,
+    kit_root,
+    register_deploy_folder,
+    registered_deploy_folders,
+    write_text_atomic,
+)
 
 ENVIRONMENTS = ("dev", "qa", "prod")
 DEFAULT_PORTS = {"dev": 8601, "qa": 8602, "prod": 8603}
@@ -42,7 +54,7 @@ class ApprovalRequired(DeployError):
 
 
 def deploy_dir(folder: str | Path | None = None) -> Path:
-    path = Path(folder or os.environ.get("LLMOPS_DEPLOY_DIR") or build_dir() / "deployments")
+    path = Path(folder or os.environ.get("LLMOPS_DEPLOY_DIR") or build_dir() / "deployments").resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -51,18 +63,106 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def load_state(folder: str | Path | None = None) -> dict[str, Any]:
-    path = deploy_dir(folder) / "state.json"
+class DeployStateError(DeployError):
+    """``state.json`` cannot be read; the endpoints it recorded may still be running."""
+
+
+STATE_LOCK_TIMEOUT_S = 30
+#: History actions that end a rollout begun by ``rollout_started``.
+ROLLOUT_ENDS = ("deployed", "rolled_back", "failed", "stopped", "rollout_interrupted")
+
+
+class DeployState(dict):
+    """The deployment record as read from ``state.json``. It remembers what was read, so :func:`save_state`
+    writes only this caller's changes (its environments, its new history events) on top of whatever other
+    processes saved meanwhile."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        super().__init__(data)
+        self.mark_saved()
+
+    def mark_saved(self) -> None:
+        self.loaded_environments = json.loads(json.dumps(self.get("environments", {})))
+        self.loaded_events = len(self.get("history", []))
+
+
+def _state_file(folder: str | Path | None) -> Path:
+    return deploy_dir(folder) / "state.json"
+
+
+def _state_lock(folder: str | Path | None, purpose: str = "saving the deployment state"):
+    return file_lock(deploy_dir(folder) / "state.lock", timeout=STATE_LOCK_TIMEOUT_S, purpose=purpose)
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    """The state on disk; missing keys (``{}``) read as empty, damage is refused with what to do."""
     if not path.is_file():
         return {"environments": {}, "history": []}
+    text = path.read_text(encoding="utf-8")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        raise DeployError(f"{path}: not valid JSON. Fix or delete it (deployments are recorded there).") from None
+        data = json.loads(text)
+        problem = "" if isinstance(data, dict) else f"a JSON {type(data).__name__}, not an object"
+    except json.JSONDecodeError as exc:
+        data, problem = None, f"not valid JSON ({exc.msg} at line {exc.lineno}; {len(text)} bytes — truncated?)"
+    if not problem:
+        environments, history = data.get("environments", {}), data.get("history", [])
+        if not isinstance(environments, dict) or not all(isinstance(e, dict) for e in environments.values()):
+            problem = "'environments' is not an object of environment entries"
+        elif not isinstance(history, list) or not all(isinstance(e, dict) for e in history):
+            problem = "'history' is not a list of events"
+        else:
+            return {**data, "environments": environments, "history": history}
+    raise DeployStateError(
+        f"{path}: {problem}. It records which endpoints run in this folder, so they may still be running "
+        f"unrecorded. Run `llmops undeploy --all` (with LLMOPS_DEPLOY_DIR={path.parent} if it is not the default "
+        "folder): it finds the kit's endpoints by their processes, stops them, and moves the damaged file aside "
+        "as state.json.damaged-<time>, keeping it for you to read. Or repair the JSON by hand if you know what "
+        "it held.")
+
+
+def load_state(folder: str | Path | None = None) -> DeployState:
+    return DeployState(_read_state(_state_file(folder)))
+
+
+def _merged(current: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    """``current`` (on disk now) with the caller's changes applied: the environments it changed since it
+    loaded, and its history events that are not on disk yet."""
+    if isinstance(state, DeployState):
+        loaded, new_events = state.loaded_environments, state["history"][state.loaded_events:]
+    else:  # a plain dict: every environment it has is its change; skip events already on disk
+        loaded = {}
+        on_disk = {json.dumps(event, sort_keys=True) for event in current["history"]}
+        new_events = [e for e in state.get("history", []) if json.dumps(e, sort_keys=True) not in on_disk]
+    environments = dict(current["environments"])
+    mine = state.get("environments", {})
+    for name in set(loaded) | set(mine):
+        if mine.get(name) != loaded.get(name):
+            if name in mine:
+                environments[name] = mine[name]
+            else:
+                environments.pop(name, None)
+    extra = {k: v for k, v in state.items() if k not in ("environments", "history")}
+    return {**current, **extra, "environments": environments, "history": current["history"] + list(new_events)}
 
 
 def save_state(state: dict[str, Any], folder: str | Path | None = None) -> None:
-    write_text_atomic(deploy_dir(folder) / "state.json", json.dumps(state, indent=2) + "\n")
+    """Write the caller's changes under the state lock, merged with what other processes saved since it
+    loaded (read-modify-write, so parallel deploys never lose each other's history)."""
+    path = _state_file(folder)
+    with _state_lock(folder):
+        write_text_atomic(path, json.dumps(_merged(_read_state(path), state), indent=2) + "\n")
+    if isinstance(state, DeployState):
+        state.mark_saved()
+
+
+@contextmanager
+def update_state(folder: str | Path | None = None, purpose: str = "updating the deployment state"
+                 ) -> Iterator[DeployState]:
+    """Load, change and save the state with the lock held throughout."""
+    with _state_lock(folder, purpose):
+        state = load_state(folder)
+        yield state
+        save_state(state, folder)
 
 
 def record(state: dict[str, Any], environment: str, action: str, artifact: Artifact | None = None,
@@ -72,17 +172,89 @@ def record(state: dict[str, Any], environment: str, action: str, artifact: Artif
                              "digest": artifact.digest if artifact else None, **detail})
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
+OUR_MODULES = ("llmops_helpers.serving", "llmops_helpers.router")
+
+
+@dataclass
+class KitProcess:
+    """A router or serving process of the kit, identified from its command line."""
+
+    pid: int
+    module: str
+    environment: str
+    folder: Path | None
+    name: str  # "<env>.router" or "<env>.<slot>"
+    started: float
+
+
+def _kit_process(proc: Any) -> KitProcess | None:
+    """``proc`` (a psutil.Process) as a :class:`KitProcess`, or None when it is not one of ours."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    try:  # a zombie (exited child not yet reaped) is not alive
-        return "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except OSError:
-        return True
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        cmd, cwd, started = proc.cmdline(), proc.cwd(), proc.create_time()
+    except (psutil.Error, OSError):
+        return None
+    module = next((cmd[i + 1] for i, arg in enumerate(cmd[:-1]) if arg == "-m" and cmd[i + 1] in OUR_MODULES), "")
+    if not module:
+        return None
+    options = {cmd[i]: cmd[i + 1] for i in range(len(cmd) - 1) if cmd[i].startswith("--")}
+    marker = options.get("--ready-file") or ""
+    folder = (Path(cwd) / marker).resolve().parent if marker else None
+    name = Path(marker).name.removesuffix(".ready") if marker else ""
+    return KitProcess(proc.pid, module, options.get("--env", ""), folder, name, started)
+
+
+def _process_started(pid: int) -> float | None:
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def _ours(pid: int | None, name: str = "", folder: str | Path | None = None, started: float | None = None
+          ) -> KitProcess | None:
+    """The process ``pid`` if it is alive and one of the kit's routers or slots — and, when given, the one
+    called ``name`` in ``folder`` that started at ``started`` — else None. A PID recorded in the state can have
+    been reused by an unrelated process since; this is what keeps us from signalling it."""
+    import psutil
+
+    if not pid:
+        return None
+    try:
+        found = _kit_process(psutil.Process(pid))
+    except psutil.Error:
+        return None
+    if found is None or (name and found.name != name):
+        return None
+    if folder is not None and found.folder != deploy_dir(folder):
+        return None
+    if started is not None and abs(found.started - started) > 1.0:
+        return None
+    return found
+
+
+def _alive(pid: int | None, **identity: Any) -> bool:
+    """Whether ``pid`` is a running router or slot of the kit (see :func:`_ours`)."""
+    return _ours(pid, **identity) is not None
+
+
+def find_kit_processes(folders: list[Path] | None = None) -> list[KitProcess]:
+    """The kit's routers and slots running on this machine, by command line; only those whose deployment
+    folder is in ``folders`` when given."""
+    import psutil
+
+    wanted = {Path(f).resolve() for f in folders} if folders is not None else None
+    found = []
+    for proc in psutil.process_iter():
+        kit = _kit_process(proc)
+        if kit and (wanted is None or kit.folder in wanted):
+            found.append(kit)
+    return found
 
 
 def _request(url: str, payload: dict | None, timeout: float, headers: dict[str, str] | None = None
@@ -107,15 +279,46 @@ def http_json(url: str, payload: dict | None = None, timeout: float = 120, heade
     return code, body
 
 
-def _stop_pid(pid: int | None, timeout: float = 20) -> None:
-    if not _alive(pid):
-        return
-    os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if _alive(pid):
-        os.killpg(pid, signal.SIGKILL)
+def _signal(pid: int, kill: bool) -> None:
+    """TERM (or KILL) the process and its group; our processes lead their own session (POSIX)."""
+    import psutil
+
+    try:
+        if hasattr(os, "killpg") and os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL if kill else signal.SIGTERM)
+            return
+        proc = psutil.Process(pid)
+        for child in proc.children(recursive=True) + [proc]:
+            child.kill() if kill else child.terminate()
+    except (ProcessLookupError, psutil.Error, OSError):
+        pass
+
+
+def _stop_pid(pid: int | None, timeout: float = 20, **identity: Any) -> bool:
+    """Stop ``pid`` if it is one of the kit's routers or slots (and matches ``identity``, see :func:`_ours`);
+    a PID that now belongs to another process is left alone. True when it was ours and is now stopped."""
+    import psutil
+
+    if not _alive(pid, **identity):
+        return False
+    try:
+        proc = psutil.Process(pid)
+    except psutil.Error:
+        return True
+
+    def running() -> bool:  # this very process (psutil checks its start time), until it has fully exited
+        try:
+            return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    for kill, wait in ((False, timeout), (True, 5.0)):
+        if running():
+            _signal(proc.pid, kill=kill)
+        deadline = time.monotonic() + wait
+        while running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return True
 
 
 STRATEGIES = ("bluegreen", "canary")
@@ -140,13 +343,21 @@ class CanarySLO:
 
 def _start_process(command: list[str], name: str, folder: Path, probe: str, env: dict[str, str] | None = None
                    ) -> tuple[int, str]:
-    """Start a server process (own session), wait for its ready file and a 200 on ``probe``; (pid, url)."""
+    """Start a server process (own session), wait for its ready file and a 200 on ``probe``; (pid, url).
+
+    The process does not inherit this process's embedded model server (``LLMOPS_LOCAL_BASE_URL``, exported by
+    a notebook or pipeline that started one): that server dies with its owner, and the endpoint would answer
+    HTTP 500 from then on. The endpoint starts its own instead (a ``.env`` setting still applies)."""
+    from .local_llm import BASE_URL_VARIABLE
+
+    register_deploy_folder(folder)
     ready = folder / f"{name}.ready"
     ready.unlink(missing_ok=True)
     log_path = folder / f"{name}.log"
+    inherited = {k: v for k, v in os.environ.items() if k != BASE_URL_VARIABLE}
     with log_path.open("a", encoding="utf-8") as log:
         proc = subprocess.Popen(command + ["--ready-file", str(ready)], stdout=log, stderr=subprocess.STDOUT,
-                                cwd=kit_root(), start_new_session=True, env={**os.environ, **(env or {})})
+                                cwd=kit_root(), start_new_session=True, env={**inherited, **(env or {})})
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline and proc.poll() is None:
         if ready.is_file():
@@ -200,7 +411,8 @@ def router_stats(environment: str, *, folder: str | Path | None = None) -> dict[
 def _ensure_router(entry: dict[str, Any], environment: str, port: int | None, folder: str | Path | None) -> None:
     from .router import ensure_token
 
-    if _alive(entry.get("router_pid")):
+    if _alive(entry.get("router_pid"), name=f"{environment}.router", folder=folder,
+              started=entry.get("router_started")):
         return
     config = _router_config(environment, folder)
     if not config.is_file():
@@ -210,7 +422,7 @@ def _ensure_router(entry: dict[str, Any], environment: str, port: int | None, fo
     pid, url = _start_process([sys.executable, "-m", "llmops_helpers.router", "--config", str(config), "--env",
                                environment, "--port", str(port)], f"{environment}.router", deploy_dir(folder),
                               "/_router/health")
-    entry.update(router_pid=pid, url=url, port=int(url.rsplit(":", 1)[1]))
+    entry.update(router_pid=pid, router_started=_process_started(pid), url=url, port=int(url.rsplit(":", 1)[1]))
 
 
 def _start_slot(artifact: Artifact, environment: str, slot: str, folder: str | Path | None) -> dict[str, Any]:
@@ -219,7 +431,7 @@ def _start_slot(artifact: Artifact, environment: str, slot: str, folder: str | P
          "--port", "0"], f"{environment}.{slot}", deploy_dir(folder), "/health",
         env={"SUPPORT_AGENT_ENV": environment})
     return {"version": artifact.version, "digest": artifact.digest, "artifact": str(artifact.path), "url": url,
-            "pid": pid, "started": _now()}
+            "pid": pid, "pid_started": _process_started(pid), "started": _now()}
 
 
 def _score_with_slot(url: str, question: str, timeout: float = 300) -> tuple[int, dict, str]:
@@ -375,6 +587,57 @@ def _probe_slot(slot: dict[str, Any], question: str = "What are your customer su
     return problems
 
 
+def _rollout_lock(environment: str, folder: str | Path | None) -> Path:
+    return deploy_dir(folder) / f"{environment}.rollout.lock"
+
+
+def _one_rollout_at_a_time(func):
+    """Hold the environment's rollout lock for the whole call: two deploys to one environment would start
+    and stop each other's slots. Deploys to other environments run in parallel."""
+
+    @functools.wraps(func)
+    def locked(artifact_ref: str | Path, environment: str, **kwargs: Any) -> dict[str, Any]:
+        if environment not in ENVIRONMENTS:
+            return func(artifact_ref, environment, **kwargs)
+        with file_lock(_rollout_lock(environment, kwargs.get("folder")), timeout=STATE_LOCK_TIMEOUT_S,
+                       purpose=f"deploying to {environment}"):
+            return func(artifact_ref, environment, **kwargs)
+
+    return locked
+
+
+def unfinished_rollout(state: dict[str, Any], environment: str) -> dict[str, Any] | None:
+    """The environment's last ``rollout_started`` event if nothing ended it (deployed, rolled back, ...)."""
+    for event in reversed(state["history"]):
+        if event.get("environment") == environment:
+            if event.get("action") == "rollout_started":
+                return event
+            if event.get("action") in ROLLOUT_ENDS:
+                return None
+    return None
+
+
+def _prepare_environment(state: DeployState, environment: str, folder: str | Path | None) -> None:
+    """Before a deploy: stop endpoints of this environment that the state does not know (left by a deleted
+    state file), and close a rollout that a killed deploy left half done, sending traffic back to the live slot."""
+    entry = state["environments"].get(environment)
+    if not entry:
+        for orphan in find_kit_processes([deploy_dir(folder)]):
+            if orphan.environment == environment:
+                _stop_pid(orphan.pid, name=orphan.name, folder=folder)
+        return
+    started = unfinished_rollout(state, environment)
+    if started:
+        live, left = entry.get("live"), _weights_now(environment, folder, entry)
+        slot = (entry.get("slots") or {}).get(live or "", {})
+        if live and _alive(slot.get("pid")):
+            _set_weights(entry, environment, folder, {live: 100})
+        record(state, environment, "rollout_interrupted", None, interrupted_version=started.get("version"),
+               weights_left=left, restored=live)
+        save_state(state, folder)
+
+
+@_one_rollout_at_a_time
 def deploy(artifact_ref: str | Path, environment: str, *, approved_by: str = "", port: int | None = None,
            folder: str | Path | None = None, registry: str | Path | None = None, strategy: str = "bluegreen",
            canary_steps: tuple[int, ...] = (10, 50, 100), min_requests: int = 2, slo: CanarySLO | None = None,
@@ -393,6 +656,7 @@ def deploy(artifact_ref: str | Path, environment: str, *, approved_by: str = "",
         raise DeployError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}.")
     artifact = verify_artifact(load_artifact(artifact_ref, registry))
     state = load_state(folder)
+    _prepare_environment(state, environment, folder)
     if environment in NEEDS_APPROVAL and not approved_by.strip():
         record(state, environment, "refused", artifact, reason="no approval")
         save_state(state, folder)
@@ -435,6 +699,10 @@ def deploy(artifact_ref: str | Path, environment: str, *, approved_by: str = "",
             print(f"↩️  rolled back {environment} to {entry['version']}: {reason}", flush=True)
         return {**entry, **outcome}
 
+    if live:  # recorded before traffic moves, so `status` can tell a rollout that never finished
+        record(state, environment, "rollout_started", artifact, strategy=strategy, slot=target,
+               previous=entry.get("version"))
+        save_state(state, folder)
     if live and strategy == "bluegreen":
         problems = _probe_slot(entry["slots"][target])
         if problems:
@@ -495,32 +763,147 @@ def promote(source: str, environment: str, **kwargs: Any) -> dict[str, Any]:
     return deploy(entry["digest"], environment, **kwargs)
 
 
-def undeploy(environment: str, folder: str | Path | None = None) -> None:
-    """Stop the environment's router and slots, and record it."""
-    state = load_state(folder)
-    entry = state["environments"].pop(environment, None)
-    if entry:
-        for slot in (entry.get("slots") or {}).values():
-            _stop_pid(slot.get("pid"))
-        _stop_pid(entry.get("router_pid"))
-        _stop_pid(entry.get("pid"))  # a deployment recorded before routers existed
-        state["history"].append({"time": _now(), "environment": environment, "action": "stopped",
-                                 "version": entry.get("version"), "digest": entry.get("digest")})
+def _stop_environment(entry: dict[str, Any], environment: str, folder: str | Path | None) -> list[str]:
+    """Stop the environment's recorded router and slots (each only if its PID is still ours), then any other
+    process of this environment in this folder found by command line; the names stopped."""
+    stopped = []
+    for name, slot in (entry.get("slots") or {}).items():
+        if _stop_pid(slot.get("pid"), name=f"{environment}.{name}", folder=folder, started=slot.get("pid_started")):
+            stopped.append(f"{environment}.{name}")
+    if _stop_pid(entry.get("router_pid"), name=f"{environment}.router", folder=folder,
+                 started=entry.get("router_started")):
+        stopped.append(f"{environment}.router")
+    if _stop_pid(entry.get("pid"), folder=folder):  # a deployment recorded before routers existed
+        stopped.append(f"{environment} (pid {entry.get('pid')})")
+    for orphan in find_kit_processes([deploy_dir(folder)]):
+        if orphan.environment == environment and _stop_pid(orphan.pid, name=orphan.name, folder=folder,
+                                                           started=orphan.started):
+            stopped.append(orphan.name)
+    return stopped
+
+
+def undeploy(environment: str, folder: str | Path | None = None) -> list[str]:
+    """Stop the environment's router and slots, and record it; returns the processes stopped. Only processes
+    that are still the kit's endpoints are signalled, however old the recorded PIDs are, and endpoints of this
+    environment that the state lost track of are found by their command line and stopped too."""
+    with file_lock(_rollout_lock(environment, folder), timeout=STATE_LOCK_TIMEOUT_S,
+                   purpose=f"undeploying {environment}"):
+        entry = load_state(folder)["environments"].get(environment)
+        stopped = _stop_environment(entry or {}, environment, folder)
+        if entry or stopped:
+            with update_state(folder, f"undeploying {environment}") as state:
+                state["environments"].pop(environment, None)
+                record(state, environment, "stopped", None, stopped=stopped,
+                       **({"version": entry.get("version"), "digest": entry.get("digest")} if entry else
+                          {"reason": "not in the state; found by process"}))
+    return stopped
+
+
+def undeploy_all(folders: list[str | Path] | None = None) -> list[dict[str, Any]]:
+    """Stop every environment in every deployment folder the kit has used (:func:`registered_deploy_folders`,
+    the current one, and the folder of any kit endpoint running inside this package's checkout), including lab
+    sandboxes; endpoints of other checkouts and of other users are left alone.
+    A damaged ``state.json`` is moved aside once its folder's endpoints are stopped. One row per environment:
+    folder, environment, stopped."""
+    if folders is None:
+        home = Path(__file__).resolve().parent.parent  # the checkout; sandboxes live in its build folder
+        found = {p.folder for p in find_kit_processes() if p.folder and p.folder.is_relative_to(home)}
+        candidates = [*registered_deploy_folders(), deploy_dir(), *sorted(found)]
+    else:
+        candidates = [Path(f) for f in folders]
+    done = []
+    for folder in dict.fromkeys(Path(f).resolve() for f in candidates):
+        try:
+            environments = list(load_state(folder)["environments"])
+        except DeployStateError:
+            done += _recover_damaged_state(folder)
+            continue
+        running = {p.environment for p in find_kit_processes([folder])}
+        for environment in dict.fromkeys([*environments, *sorted(running)]):
+            done.append({"folder": str(folder), "environment": environment,
+                         "stopped": undeploy(environment, folder)})
+    return done
+
+
+def _recover_damaged_state(folder: Path) -> list[dict[str, Any]]:
+    """Stop every kit endpoint in ``folder`` (found by command line), move the damaged state aside, and start
+    a new state whose history says so."""
+    rows: dict[str, list[str]] = {}
+    for proc in find_kit_processes([folder]):
+        if _stop_pid(proc.pid, name=proc.name, folder=folder, started=proc.started):
+            rows.setdefault(proc.environment, []).append(proc.name)
+    with _state_lock(folder, "recovering a damaged state file"):
+        path = _state_file(folder)
+        kept = path.with_name(f"state.json.damaged-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}")
+        if path.is_file():
+            os.replace(path, kept)
+        state = load_state(folder)
+        for environment, stopped in (rows or {"-": []}).items():
+            record(state, environment, "stopped", None, stopped=stopped,
+                   reason=f"state.json was damaged; kept as {kept.name}")
         save_state(state, folder)
+    return [{"folder": str(folder), "environment": env, "stopped": stopped} for env, stopped in rows.items()]
+
+
+_REQUEST_LINE = re.compile(r'"POST (/score|/chat) HTTP/[\d.]+" (\d{3})')
+
+
+def slot_errors(folder: str | Path | None, name: str, last: int = 5) -> str:
+    """What is wrong with slot ``name`` (``dev.blue``) going by its log, or "": its latest answer was a server
+    error. The log holds one line per request; only lines since the slot last started count."""
+    log_path = deploy_dir(folder) / f"{name}.log"
+    try:
+        with log_path.open("rb") as log:
+            log.seek(max(0, log_path.stat().st_size - 65536))
+            text = log.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    text = text[text.rfind("\nServing ") + 1:] if "\nServing " in text else text
+    codes = [int(match.group(2)) for match in _REQUEST_LINE.finditer(text)][-last:]
+    if not codes or codes[-1] < 500:
+        return ""
+    failed = [code for code in codes if code >= 500]
+    return (f"{name}: {len(failed)} of its last {len(codes)} answers were server errors "
+            f"(HTTP {', '.join(map(str, sorted(set(failed))))}); see {log_path}")
+
+
+def _weights_now(environment: str, folder: str | Path | None, entry: dict[str, Any]) -> dict[str, int]:
+    """The traffic split the router applies (its config file), else the recorded one."""
+    try:
+        return dict(json.loads(_router_config(environment, folder).read_text(encoding="utf-8"))["weights"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return dict(entry.get("weights") or {})
 
 
 def status(folder: str | Path | None = None) -> dict[str, dict[str, Any]]:
-    """Each environment's recorded deployment, with ``running`` checked against the live endpoint."""
+    """Each environment's recorded deployment, with ``running`` checked against the live endpoint, the traffic
+    split (``weights``), a rollout that never finished (``rollout``, with ``in_progress`` when its deploy still
+    runs), and ``problems`` (a slot that is down, or whose latest answers were server errors)."""
+    state = load_state(folder)
     result = {}
-    for environment, entry in load_state(folder)["environments"].items():
+    for environment, entry in state["environments"].items():
         running = False
-        if _alive(entry.get("router_pid")):
+        if _alive(entry.get("router_pid"), name=f"{environment}.router", folder=folder,
+                  started=entry.get("router_started")) and entry.get("url"):
             try:
                 code, body = http_json(entry["url"] + "/version", timeout=5)
                 running = code == 200 and body.get("digest") == entry.get("digest")
             except OSError:
                 running = False
-        result[environment] = {**entry, "running": running}
+        weights = _weights_now(environment, folder, entry)
+        problems = []
+        for slot, weight in weights.items():
+            record_ = (entry.get("slots") or {}).get(slot, {})
+            if weight and not _alive(record_.get("pid"), name=f"{environment}.{slot}", folder=folder,
+                                     started=record_.get("pid_started")):
+                problems.append(f"{environment}.{slot} gets {weight}% of the traffic but is not running")
+            elif weight:
+                problems += [p for p in [slot_errors(folder, f"{environment}.{slot}")] if p]
+        rollout = unfinished_rollout(state, environment)
+        if rollout:
+            rollout = {**rollout, "in_progress": is_locked(_rollout_lock(environment, folder))}
+        result[environment] = {**entry, "running": running, "weights": weights, "rollout": rollout,
+                               "problems": problems, "healthy": running and not problems}
     return result
 
 
@@ -544,7 +927,8 @@ class SmokeResult:
 def smoke(environment: str, *, question: str = "What are your customer support opening hours?",
           max_latency_s: float = 60.0, folder: str | Path | None = None) -> SmokeResult:
     """Real requests to a deployed endpoint: healthy, serving the recorded digest, and answering one question
-    with the reply's shape (answer, context, cited ids among the context, usage) within ``max_latency_s``."""
+    with the reply's shape (answer, context, cited ids among the context, usage) within ``max_latency_s``; and no
+    slot that takes traffic has a server error as its latest answer (the router sends this request to one)."""
     entry = load_state(folder)["environments"].get(environment)
     if not entry:
         raise DeployError(f"nothing is deployed to {environment}; run `llmops deploy --env {environment}` first.")
@@ -576,6 +960,10 @@ def smoke(environment: str, *, question: str = "What are your customer support o
         checks.append(("context", bool(context) and set(reply.get("cited_ids") or []) <= context,
                        f"{len(context)} articles retrieved, cited {reply.get('cited_ids')}"))
     checks.append(("latency", latency <= max_latency_s, f"{latency:.1f} s (limit {max_latency_s:g} s)"))
+    serving = [slot for slot, weight in _weights_now(environment, folder, entry).items() if weight]
+    errors = [p for p in (slot_errors(folder, f"{environment}.{slot}") for slot in serving) if p]
+    checks.append(("slots", not errors, "; ".join(errors) or
+                   f"latest answers of {', '.join(serving) or 'no slot'} were not server errors"))
     return result
 
 

@@ -1,6 +1,7 @@
 """Deployments: a real HTTP endpoint per environment serving the artifact's exact digest, approvals for prod,
 state that survives, smoke tests with real requests, and nothing left running."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -38,6 +39,7 @@ def place(tmp_path, monkeypatch):
     """A registry and a deployment folder of the test's own; every endpoint is stopped afterwards."""
     monkeypatch.setenv("LLMOPS_REGISTRY", str(tmp_path / "registry"))
     monkeypatch.setenv("LLMOPS_DEPLOY_DIR", str(tmp_path / "deployments"))
+    monkeypatch.setenv("LLMOPS_DEPLOY_REGISTRY", str(tmp_path / "deploy-folders.txt"))
     yield tmp_path
     for environment in list(load_state()["environments"]):
         undeploy(environment)
@@ -52,7 +54,8 @@ def test_deploy_serves_the_artifact_digest_and_passes_a_smoke_test(place):
     assert http_json(entry["url"] + "/score", {"question": ""})[0] == 400  # a clear client error, not a crash
     result = smoke("dev")
     assert result.passed, str(result)
-    assert {name for name, _, _ in result.checks} == {"health", "version", "score", "shape", "context", "latency"}
+    assert {name for name, _, _ in result.checks} == {"health", "version", "score", "shape", "context", "latency",
+                                                      "slots"}
     # the record survives: a fresh read of the state sees the running deployment
     assert status()["dev"]["running"] is True
     undeploy("dev")
@@ -118,7 +121,8 @@ def test_blue_green_switches_all_traffic_and_rolls_back_instantly(place):
     back = rollback("dev", reason="test")
     assert back["live"] == "blue" and http_json(entry["url"] + "/version")[1]["digest"] == first.digest
     actions = [event["action"] for event in load_state()["history"]]
-    assert actions == ["deployed", "switched", "deployed", "rolled_back"]
+    assert actions == ["deployed", "rollout_started", "switched", "deployed", "rolled_back"]
+    assert status()["dev"]["rollout"] is None and status()["dev"]["weights"] == {"blue": 100}
 
 
 def test_a_broken_canary_is_rolled_back_automatically(place):
@@ -173,3 +177,31 @@ def test_plot_rollouts_and_the_canary_slo_exercise():
     for loose in (CanarySLO(max_error_rate=0.5), CanarySLO(max_p95_s=600), CanarySLO(min_quality=0.1)):
         with pytest.raises(ExerciseNotDone):
             check_canary_slo(loose)
+
+
+def test_an_endpoint_outlives_the_model_server_of_the_process_that_deployed_it(place, monkeypatch):
+    """A notebook exports its embedded server's URL (LLMOPS_LOCAL_BASE_URL); the endpoint must not depend on it."""
+    import re
+
+    from llmops_helpers import local_llm
+
+    env = {k: v for k, v in os.environ.items() if k != local_llm.BASE_URL_VARIABLE}
+    notebook_server = subprocess.Popen([sys.executable, "-m", "llmops_helpers.cli", "serve-model", "--port", "0"],
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        url = None
+        for line in notebook_server.stdout:
+            match = re.search(r"at (http://127\.0\.0\.1:\d+/v1)", line)
+            if match:
+                url = match.group(1)
+                break
+        assert url, "serve-model did not start"
+        monkeypatch.setenv(local_llm.BASE_URL_VARIABLE, url)
+        deploy(build_artifact("1.0.0").ref, "dev", port=0)
+    finally:
+        notebook_server.terminate()  # the notebook ends
+        notebook_server.wait(timeout=30)
+    result = smoke("dev")
+    assert result.passed, str(result)
+    entry = status()["dev"]
+    assert entry["healthy"] and not entry["problems"]

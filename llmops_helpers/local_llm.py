@@ -49,7 +49,7 @@ def default_threads(cores: int | None = None) -> int:
     One core stays free for the notebook, the client and whatever else runs: llama.cpp's threads wait for each
     other by spinning, so when another process takes one of their cores every token stalls. Measured on 2 cores
     with a second process busy: 2 threads generated 3-15 tokens/s (4 requests in 77-152 s), 1 thread 37-48
-    tokens/s (24-27 s)."""
+    tokens/s (24-27 s); on an idle machine 2 threads took 13.8 s and 1 thread 21.7 s."""
     env = os.environ.get("LLMOPS_LOCAL_THREADS", "").strip()
     if env:
         if not env.isdigit() or int(env) < 1:

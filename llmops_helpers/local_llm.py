@@ -43,13 +43,15 @@ def model_path() -> Path:
 
 
 def default_threads(cores: int | None = None) -> int:
-    """CPU threads for generation: ``LLMOPS_LOCAL_THREADS``, else one core fewer than the machine has (at least 1,
-    at most 4).
+    """CPU threads for generation: ``LLMOPS_LOCAL_THREADS``, else every core of a 1- or 2-core machine, and one
+    core fewer than the machine has from 3 cores on (at most 4).
 
-    One core stays free for the notebook, the client and whatever else runs: llama.cpp's threads wait for each
-    other by spinning, so when another process takes one of their cores every token stalls. Measured on 2 cores
-    with a second process busy: 2 threads generated 3-15 tokens/s (4 requests in 77-152 s), 1 thread 37-48
-    tokens/s (24-27 s); on an idle machine 2 threads took 13.8 s and 1 thread 21.7 s."""
+    llama.cpp's threads wait for each other by spinning, so when another busy process takes one of their cores
+    every token stalls. Measured on 2 cores: idle, 2 threads answered 4 requests in 13.8 s and 1 thread in 21.7 s
+    (prompt 178 vs 98 tokens/s, and the support agent's prompts are long); with a second process busy, 2 threads
+    fell to 3-15 tokens/s (77-152 s) while 1 thread kept 37-48 (24-27 s). A 2-core machine running one thing at a
+    time (a lab, CI) is faster with both cores; set ``LLMOPS_LOCAL_THREADS=1`` there to run two things at once.
+    From 3 cores, one core stays free for the notebook and the client."""
     env = os.environ.get("LLMOPS_LOCAL_THREADS", "").strip()
     if env:
         if not env.isdigit() or int(env) < 1:
@@ -57,7 +59,7 @@ def default_threads(cores: int | None = None) -> int:
                               "(at most the machine's cores), or unset it to let the kit choose.")
         return int(env)
     cores = cores or os.cpu_count() or 1
-    return max(1, min(cores - 1, 4))
+    return max(1, min(cores if cores <= 2 else cores - 1, 4))
 
 
 @dataclass

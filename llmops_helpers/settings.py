@@ -22,7 +22,7 @@ DEFAULT_AZURE_API_VERSION = "2024-10-21"
 PROVIDER_VARIABLES: dict[str, dict[str, str]] = {
     "local": {
         "LLMOPS_LOCAL_BASE_URL": "optional: reuse a server from `llmops serve-model` (else one starts in-process)",
-        "LLMOPS_LOCAL_THREADS": "optional: CPU threads for the embedded model (default: cores - 1, from 1 to 4)",
+        "LLMOPS_LOCAL_THREADS": "optional: model CPU threads (default: 2 of 2 cores, else cores - 1, at most 4)",
     },
     "openai": {
         "OPENAI_API_KEY": "required: your key (any placeholder for a local server that needs none)",

@@ -66,11 +66,11 @@ def test_serve_model_command_prints_url_and_stops_on_sigterm():
     assert proc.returncode == 0 and "Stopped." in out and not _listening(port)
 
 
-def test_threads_leave_one_core_free_and_a_bad_setting_is_one_paragraph(monkeypatch):
+def test_threads_use_small_machines_whole_and_a_bad_setting_is_one_paragraph(monkeypatch):
     from llmops_helpers.errors import ConfigError
 
     monkeypatch.delenv("LLMOPS_LOCAL_THREADS", raising=False)
-    assert [local_llm.default_threads(n) for n in (1, 2, 3, 8, 64)] == [1, 1, 2, 4, 4]
+    assert [local_llm.default_threads(n) for n in (1, 2, 3, 4, 8, 64)] == [1, 2, 2, 3, 4, 4]
     monkeypatch.setenv("LLMOPS_LOCAL_THREADS", "2")
     assert local_llm.default_threads(2) == 2
     for bad in ("two", "0", "-1", "1.5"):

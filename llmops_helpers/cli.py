@@ -609,17 +609,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _redact(text: str) -> str:
     """``text`` without the configured API keys: an error may quote a request or a server's reply."""
-    from .settings import SECRET_VARIABLES, read_environment
+    from .settings import SECRET_VARIABLES, RedactingFilter, read_environment
 
     try:
         values = read_environment()
     except Exception:  # an unreadable .env must not hide the error being reported
         values = dict(os.environ)
-    for name in SECRET_VARIABLES:
-        secret = values.get(name) or ""
-        if len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
+    return RedactingFilter([values.get(name) or "" for name in SECRET_VARIABLES]).redact(text)
 
 
 def _known_failure(exc: BaseException) -> str | None:

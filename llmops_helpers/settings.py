@@ -160,11 +160,15 @@ class RedactingFilter(logging.Filter):
         super().__init__()
         self.secrets = [s for s in secrets if s and len(s) >= 4]
 
+    def redact(self, text: str) -> str:
+        """``text`` with every known secret replaced by ``***``."""
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        redacted = message
-        for secret in self.secrets:
-            redacted = redacted.replace(secret, "***")
+        redacted = self.redact(message)
         if redacted != message:
             record.msg, record.args = redacted, ()
         return True

@@ -3,6 +3,7 @@ and to prepare parameterised copies that nbval then runs."""
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ CELL_TIMEOUT_S = 1200
 POLL_SLICE_S = 0.5
 
 
+@functools.cache
 def kernel_manager_class() -> type:
     """A kernel manager whose clients never miss a message that has already arrived.
 
@@ -35,16 +37,6 @@ def kernel_manager_class() -> type:
     with these clients 0 of 80, benchmarks/widget_hang_loop.py).
     These clients poll in slices of :data:`POLL_SLICE_S`, and each slice ends with a non-blocking check, so a lost
     wake-up costs at most half a second. nbval uses the blocking client (``zmq_poll``), which is not affected."""
-    global _KERNEL_MANAGER
-    if _KERNEL_MANAGER is None:
-        _KERNEL_MANAGER = _make_kernel_manager()
-    return _KERNEL_MANAGER
-
-
-_KERNEL_MANAGER: type | None = None
-
-
-def _make_kernel_manager() -> type:
     from queue import Empty
 
     from jupyter_client.asynchronous import AsyncKernelClient

@@ -20,15 +20,17 @@ from .paths import build_dir, kit_root
 def cmd_serve_model(args: argparse.Namespace) -> int:
     from . import local_llm
 
+    # Handlers go in before the first line is printed: a supervisor that reads the URL and sends SIGTERM at once
+    # must get a clean stop, not the default kill (a race CI hit once).
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     server = local_llm.start_server(port=args.port)
     print(f"Serving {local_llm.MODEL_FILE} at {server.base_url} (loaded in {server.load_seconds:.2f} s).")
     print(f"Use it from another process with:\n  export {local_llm.BASE_URL_VARIABLE}={server.base_url}")
     print("or as any OpenAI-compatible endpoint:\n"
           f"  export LLMOPS_PROVIDER=openai OPENAI_BASE_URL={server.base_url} OPENAI_API_KEY=none")
     print("Press Ctrl+C to stop.", flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     server.stop()
     print("Stopped.")

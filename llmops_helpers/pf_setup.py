@@ -4,6 +4,7 @@ going nowhere, and no background "prompt flow service" on port 23333 left behind
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -34,7 +35,19 @@ def configure_promptflow(home: str | os.PathLike | None = None) -> Path:
     os.environ["PF_HOME_DIRECTORY"] = str(home)
     for name, value in QUIET_VARIABLES.items():
         os.environ.setdefault(name, value)
+    skip_slow_iri_checker()
     return home
+
+
+def skip_slow_iri_checker() -> bool:
+    """Keep jsonschema from importing ``rfc3987_syntax``, which compiles ~35 Earley grammars at import time to
+    check the ``iri`` string format: 2-4 s in every process that imports promptflow or nbformat on a 2-core
+    machine (jsonschema issue 1428), for a format no schema here uses. jsonschema treats the package as absent
+    and skips only that format. Returns True if the import is now skipped (False if it already happened)."""
+    if "rfc3987_syntax" in sys.modules and sys.modules["rfc3987_syntax"] is not None:
+        return False
+    sys.modules["rfc3987_syntax"] = None  # `import rfc3987_syntax` now raises ImportError
+    return True
 
 
 def service_running(port: int = PF_SERVICE_PORT) -> bool:

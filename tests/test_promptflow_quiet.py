@@ -47,3 +47,24 @@ def test_pf_test_on_a_flex_flow_leaves_no_service(tmp_path):
     written = [p for p in tmp_path.rglob("*") if p.is_file()]  # pf home, and the flow folder's .promptflow/
     assert CANARY_KEY not in run.stdout + run.stderr
     assert not [p for p in written if CANARY_KEY in p.read_text(errors="ignore")], "a key reached promptflow's files"
+
+
+def test_importing_the_kit_keeps_jsonschema_off_the_slow_iri_grammars():
+    """rfc3987_syntax compiles its grammars at import (2-4 s a process); the kit skips it and jsonschema still
+    validates everything else, formats included."""
+    script = textwrap.dedent('''
+        import sys, time
+        import llmops_helpers
+        started = time.perf_counter()
+        import jsonschema
+        checker = jsonschema.Draft7Validator.FORMAT_CHECKER
+        validator = jsonschema.Draft7Validator({"type": "object", "required": ["uri"],
+                                                "properties": {"uri": {"type": "string", "format": "uri"}}},
+                                               format_checker=checker)
+        print(sys.modules.get("rfc3987_syntax", "absent"), "iri" in checker.checkers,
+              validator.is_valid({"uri": "https://example.org/a"}), validator.is_valid({"uri": "not a uri"}),
+              validator.is_valid({}))
+    ''')
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.split() == ["None", "False", "True", "False", "False"]

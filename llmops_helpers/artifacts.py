@@ -120,7 +120,9 @@ def flow_digest(flow_dir: str | Path) -> str:
             return [name for name in out.split("\0") if name]
 
         untracked = [n for n in listed("-o", "--exclude-standard") if not _matches(n, SCRATCH + SECRET_NAMES)]
-        names = listed("-c") + untracked
+        # Scratch counts nowhere, even when committed by mistake: a copy outside git (an extracted commit, the
+        # artifact) never counts it, and the same flow must have the same digest wherever it lies.
+        names = [n for n in listed("-c") if not _matches(n, SCRATCH)] + untracked
     else:
         names = [p.relative_to(flow_dir).as_posix() for p in flow_dir.rglob("*") if p.is_file()]
         names = [n for n in names if not _matches(n, SCRATCH)]
@@ -131,8 +133,8 @@ def _refuse_uncommitted(flow_dir: Path) -> None:
     """A build packages the commit, so the working copy's flow must be that commit: refuse local changes."""
     porcelain = _git(flow_dir, "status", "--porcelain", "-z", "--no-renames", "--untracked-files=all", "--", ".")
     changes = [entry for entry in porcelain.stdout.decode().split("\0") if len(entry) > 3]
-    changes = [entry for entry in changes
-               if not (entry.startswith("??") and _matches(entry[3:], SCRATCH + SECRET_NAMES))]
+    changes = [entry for entry in changes if not _matches(entry[3:], SCRATCH)  # never packaged, even if tracked
+               and not (entry.startswith("??") and _matches(entry[3:], SECRET_NAMES))]
     if changes:
         listed = ", ".join(f"{entry[3:]} ({'new, not committed' if entry.startswith('??') else 'changed'})"
                            for entry in changes[:8]) + (" ..." if len(changes) > 8 else "")
@@ -144,7 +146,8 @@ def _refuse_uncommitted(flow_dir: Path) -> None:
 
 def flow_source(flow_dir: str | Path, ref: str = "HEAD") -> tuple[str, dict[str, bytes]]:
     """The full commit sha of ``ref`` and ``{path in the flow: bytes}`` of every file git tracks in ``flow_dir``
-    at that commit (``git archive``): ignored and untracked files are never part of it."""
+    at that commit (``git archive``): ignored and untracked files are never part of it, nor is run scratch
+    (:data:`SCRATCH`) committed by mistake, which :func:`flow_digest` never counts either."""
     flow_dir = Path(flow_dir).resolve()
     if not _in_git(flow_dir):
         raise ArtifactError(f"{flow_dir} is not in a git repository (or git ignores it, or git is not installed). "
@@ -162,7 +165,8 @@ def flow_source(flow_dir: str | Path, ref: str = "HEAD") -> tuple[str, dict[str,
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         for member in tar.getmembers():
             if member.isfile():
-                files[member.name] = tar.extractfile(member).read()  # type: ignore[union-attr]
+                if not _matches(member.name, SCRATCH):
+                    files[member.name] = tar.extractfile(member).read()  # type: ignore[union-attr]
             elif member.issym():
                 raise ArtifactError(f"{flow_dir / member.name} is a symbolic link in git; an artifact holds files "
                                     "only. Commit the file itself instead of a link to it.")

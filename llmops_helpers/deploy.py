@@ -31,6 +31,7 @@ from .artifacts import Artifact, load_artifact, verify_artifact
 from .errors import LLMOpsError
 from .paths import (
     build_dir,
+    deploy_scan_root,
     file_lock,
     is_locked,
     kit_root,
@@ -41,6 +42,7 @@ from .paths import (
 
 ENVIRONMENTS = ("dev", "qa", "prod")
 DEFAULT_PORTS = {"dev": 8601, "qa": 8602, "prod": 8603}
+PORT_BASE_VARIABLE = "LLMOPS_PORT_BASE"
 NEEDS_APPROVAL = ("prod",)
 START_TIMEOUT_S = 90
 
@@ -51,6 +53,23 @@ class DeployError(LLMOpsError):
 
 class ApprovalRequired(DeployError):
     """Promotion to this environment needs a named approver."""
+
+
+def default_port(environment: str) -> int:
+    """The router port of ``environment``: dev 8601, qa 8602, prod 8603, or base+1/+2/+3 with
+    ``LLMOPS_PORT_BASE`` set (two copies of the course side by side, e.g. the test suite's parallel workers)."""
+    offset = 0
+    raw = os.environ.get(PORT_BASE_VARIABLE, "").strip()
+    if raw:
+        try:
+            base = int(raw)
+        except ValueError:
+            base = -1
+        if not 1024 <= base <= 65500:
+            raise DeployError(f"{PORT_BASE_VARIABLE}={raw!r} is not a port number between 1024 and 65500. Set it to "
+                              f"e.g. 8700 (routers on 8701-8703), or unset it for the defaults 8601-8603.")
+        offset = base - 8600
+    return DEFAULT_PORTS[environment] + offset
 
 
 def deploy_dir(folder: str | Path | None = None) -> Path:
@@ -418,7 +437,7 @@ def _ensure_router(entry: dict[str, Any], environment: str, port: int | None, fo
     if not config.is_file():
         config.write_text(json.dumps({"slots": {}, "weights": {}}), encoding="utf-8")
     ensure_token(config)
-    port = DEFAULT_PORTS[environment] if port is None else port
+    port = default_port(environment) if port is None else port
     pid, url = _start_process([sys.executable, "-m", "llmops_helpers.router", "--config", str(config), "--env",
                                environment, "--port", str(port)], f"{environment}.router", deploy_dir(folder),
                               "/_router/health")
@@ -801,12 +820,12 @@ def undeploy(environment: str, folder: str | Path | None = None) -> list[str]:
 
 def undeploy_all(folders: list[str | Path] | None = None) -> list[dict[str, Any]]:
     """Stop every environment in every deployment folder the kit has used (:func:`registered_deploy_folders`,
-    the current one, and the folder of any kit endpoint running inside this package's checkout), including lab
+    the current one, and the folder of any kit endpoint running under :func:`deploy_scan_root`), including lab
     sandboxes; endpoints of other checkouts and of other users are left alone.
     A damaged ``state.json`` is moved aside once its folder's endpoints are stopped. One row per environment:
     folder, environment, stopped."""
     if folders is None:
-        home = Path(__file__).resolve().parent.parent  # the checkout; sandboxes live in its build folder
+        home = deploy_scan_root()
         found = {p.folder for p in find_kit_processes() if p.folder and p.folder.is_relative_to(home)}
         candidates = [*registered_deploy_folders(), deploy_dir(), *sorted(found)]
     else:

@@ -200,6 +200,16 @@ def deploy_folder_registry() -> Path:
     return build_dir() / "deploy-folders.txt"
 
 
+def deploy_scan_root() -> Path:
+    """Where ``llmops undeploy --all`` also looks for running kit endpoints that no registered folder lists:
+    this package's checkout (lab sandboxes live in its build folder), or, with ``$LLMOPS_DEPLOY_REGISTRY`` set,
+    only the registry's own folder, so a scoped registry never reaches another copy's endpoints."""
+    env = os.environ.get("LLMOPS_DEPLOY_REGISTRY")
+    if env:
+        return Path(env).resolve().parent
+    return Path(__file__).resolve().parent.parent
+
+
 def register_deploy_folder(folder: str | Path) -> None:
     """Remember ``folder`` in :func:`deploy_folder_registry` (once)."""
     registry = deploy_folder_registry()

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from llmops_helpers.deploy import (
+    DeployError,
     DeployStateError,
     _ensure_router,
     _process_started,
@@ -21,6 +22,7 @@ from llmops_helpers.deploy import (
     undeploy,
     undeploy_all,
 )
+from llmops_helpers.paths import deploy_scan_root
 
 
 @pytest.fixture
@@ -247,3 +249,26 @@ def test_the_next_deploy_closes_an_interrupted_rollout_and_sends_traffic_back_to
     assert state["history"][-1]["weights_left"] == {"blue": 10, "green": 90}
     assert json.loads((folder / "dev.router.json").read_text())["weights"] == {"blue": 100}
     assert state["environments"]["dev"]["weights"] == {"blue": 100}
+
+
+def test_router_ports_move_with_llmops_port_base_and_a_bad_base_is_one_paragraph(monkeypatch):
+    from llmops_helpers.deploy import default_port
+
+    monkeypatch.delenv("LLMOPS_PORT_BASE", raising=False)
+    assert [default_port(e) for e in ("dev", "qa", "prod")] == [8601, 8602, 8603]
+    monkeypatch.setenv("LLMOPS_PORT_BASE", "8700")
+    assert [default_port(e) for e in ("dev", "qa", "prod")] == [8701, 8702, 8703]
+    for bad in ("eighty", "80", "70000"):
+        monkeypatch.setenv("LLMOPS_PORT_BASE", bad)
+        with pytest.raises(DeployError, match=r"LLMOPS_PORT_BASE=.* is not a port number.*unset it") as refused:
+            default_port("dev")
+        assert "\n" not in str(refused.value)
+
+
+def test_a_scoped_registry_scopes_the_endpoint_scan_too(monkeypatch, tmp_path):
+    """`undeploy --all` with a registry of its own never reaches endpoints of another copy of the course (the
+    test suite's other worker, another checkout) that run inside this checkout."""
+    monkeypatch.delenv("LLMOPS_DEPLOY_REGISTRY", raising=False)
+    assert (deploy_scan_root() / "llmops_helpers").is_dir()  # the checkout
+    monkeypatch.setenv("LLMOPS_DEPLOY_REGISTRY", str(tmp_path / "registry" / "deploy-folders.txt"))
+    assert deploy_scan_root() == (tmp_path / "registry").resolve()

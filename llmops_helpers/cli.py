@@ -136,6 +136,27 @@ def cmd_make_images(args: argparse.Namespace) -> int:
     return 0
 
 
+def parallel_workers(requested: int | None = None, cores: int | None = None) -> int:
+    """How many pytest workers ``llmops test`` runs side by side: ``--workers``, else ``LLMOPS_TEST_WORKERS``,
+    else 2 on a machine with 2 or more cores (much of the suite waits on processes, imports and sockets rather
+    than the model, so two workers with one model thread each beat one worker with two), else 1."""
+    from .errors import ConfigError
+
+    if requested is None:
+        raw = os.environ.get("LLMOPS_TEST_WORKERS", "").strip()
+        if raw:
+            try:
+                requested = int(raw)
+            except ValueError:
+                requested = 0
+            if requested < 1:
+                raise ConfigError(f"LLMOPS_TEST_WORKERS={raw!r} is not a whole number of workers. Set it to 1 (one "
+                                  "test at a time) or more, or unset it for the default.")
+    if requested is not None:
+        return max(1, requested)
+    return 2 if (cores or os.cpu_count() or 1) >= 2 else 1
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     """The whole suite: labs in sync, notebook hygiene, lint, unit tests, every solution through papermill
     and every lab through nbval, then a check that no server was left listening."""
@@ -143,7 +164,8 @@ def cmd_test(args: argparse.Namespace) -> int:
 
     root = kit_root()
     if args.app:  # the app's own tests: what the app's pipelines run, in a fork or a sandbox copy of the app
-        command = [sys.executable, "-m", "pytest", str(root / "flows"), "-p", "no:cacheprovider", *args.pytest_args]
+        command = [sys.executable, "-m", "pytest", str(root / "flows"), "-p", "no:cacheprovider", "-p", "no:nbval",
+                   *args.pytest_args]  # nbval (and the nbformat/jsonschema it imports) is for notebooks only
         print("+ " + " ".join(command), flush=True)
         return subprocess.call(command, cwd=root)
     status = cmd_build_labs(argparse.Namespace(check=True)) | cmd_check_notebooks(argparse.Namespace())
@@ -165,6 +187,9 @@ def cmd_test(args: argparse.Namespace) -> int:
                f"--nbval-cell-timeout={cell_timeout(CI_PARAMETERS)}",
                f"--nbval-sanitize-with={root / 'tests' / 'nbval_sanitize.cfg'}", "-p", "no:cacheprovider",
                "--durations=15"]
+    workers = parallel_workers(args.workers)
+    if workers > 1:  # pytest-xdist; tests/conftest.py keeps notebooks whole and gives each worker its own ports
+        command += ["-n", str(workers), "--dist", "loadgroup", "--no-loadscope-reorder"]
     if args.fast:
         command += ["-m", "not notebook"]
     command += args.pytest_args
@@ -605,6 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("test", help="run the whole test suite")
     p.add_argument("--fast", action="store_true", help="skip notebook execution")
     p.add_argument("--app", action="store_true", help="only the app's own tests (flows/*/tests), in seconds")
+    p.add_argument("--workers", type=int, help="tests run side by side (default: 2 on 2+ cores; 1 = one at a time)")
     p.set_defaults(func=cmd_test, passthrough="pytest_args")  # extra options go to pytest
     return parser
 

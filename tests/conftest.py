@@ -15,9 +15,26 @@ from pathlib import Path
 
 import pytest
 
-from llmops_helpers import local_llm
+
+def _isolate_parallel_worker() -> None:
+    """Under ``llmops test``'s parallel workers (pytest-xdist), give this worker what must not be shared: its own
+    router ports (LLMOPS_PORT_BASE), its own promptflow home (a run database per process tree), and its share of
+    the cores for the embedded model (llama.cpp's spinning threads collapse when two servers want every core).
+    Runs before llmops_helpers is imported, so promptflow is configured with this worker's home."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return
+    index, count = int(worker[2:]), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    os.environ["LLMOPS_PORT_BASE"] = str(8600 + 100 * index)
+    os.environ["PF_HOME_DIRECTORY"] = str(KIT / "build" / f".promptflow-{worker}")
+    os.environ.setdefault("LLMOPS_LOCAL_THREADS", str(max(1, (os.cpu_count() or 1) // count)))
+
 
 KIT = Path(__file__).resolve().parent.parent
+_isolate_parallel_worker()
+
+from llmops_helpers import local_llm  # noqa: E402
+
 CANARY_KEY = "sk-canary-DO-NOT-LEAK-7f3a9c2e1b"
 PROVIDER_VARS = [
     "LLMOPS_PROVIDER", "LLMOPS_MODEL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_ENDPOINT",
@@ -166,3 +183,32 @@ def trickle_server(clean_env):
     server.stop.set()
     server.shutdown()
     server.server_close()
+
+
+# Measured seconds per notebook (papermill run of the solution; the lab under nbval takes about as long). The
+# parallel run starts the longest first, so that no worker is left with a long notebook at the end.
+NOTEBOOK_SECONDS = {"05": 280, "06": 200, "02": 100, "03": 63, "01": 57, "00": 20}
+
+
+def _notebook_weight(item: pytest.Item) -> int:
+    path = Path(str(item.fspath))
+    if path.suffix == ".ipynb":
+        return NOTEBOOK_SECONDS.get(path.stem[:2], 60)
+    callspec = getattr(item, "callspec", None)
+    notebook = getattr(callspec.params.get("path"), "stem", "") if callspec else ""
+    return NOTEBOOK_SECONDS.get(notebook[:2], 0) if notebook else 0
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist turns the markers into group names
+def pytest_collection_modifyitems(config, items):
+    """For parallel runs (``--dist loadgroup``): every cell of a notebook under nbval, and every test of a unit
+    test module, stay together on one worker, in order (a notebook's kernel and a module's fixtures are set up
+    once); each solution notebook is a unit of its own. Longest units first."""
+    for item in items:
+        path = Path(str(item.fspath))
+        if _notebook_weight(item) and path.suffix != ".ipynb":
+            group = f"solution-{item.callspec.params['path'].stem}"
+        else:
+            group = str(path.relative_to(KIT)) if path.is_relative_to(KIT) else str(path)
+        item.add_marker(pytest.mark.xdist_group(name=group))
+    items.sort(key=lambda item: -_notebook_weight(item))

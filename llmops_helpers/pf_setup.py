@@ -44,7 +44,7 @@ def skip_slow_iri_checker() -> bool:
     check the ``iri`` string format: 2-4 s in every process that imports promptflow or nbformat on a 2-core
     machine (jsonschema issue 1428), for a format no schema here uses. jsonschema treats the package as absent
     and skips only that format. Returns True if the import is now skipped (False if it already happened)."""
-    if "rfc3987_syntax" in sys.modules and sys.modules["rfc3987_syntax"] is not None:
+    if sys.modules.get("rfc3987_syntax") is not None:
         return False
     sys.modules["rfc3987_syntax"] = None  # `import rfc3987_syntax` now raises ImportError
     return True

@@ -190,13 +190,17 @@ def trickle_server(clean_env):
 NOTEBOOK_SECONDS = {"05": 280, "06": 200, "02": 100, "03": 63, "01": 57, "00": 20}
 
 
+def _solution(item: pytest.Item) -> str:
+    """The stem of the solution notebook a test executes (its ``path`` parameter), else ""."""
+    callspec = getattr(item, "callspec", None)
+    return getattr(callspec.params.get("path"), "stem", "") if callspec else ""
+
+
 def _notebook_weight(item: pytest.Item) -> int:
     path = Path(str(item.fspath))
     if path.suffix == ".ipynb":
         return NOTEBOOK_SECONDS.get(path.stem[:2], 60)
-    callspec = getattr(item, "callspec", None)
-    notebook = getattr(callspec.params.get("path"), "stem", "") if callspec else ""
-    return NOTEBOOK_SECONDS.get(notebook[:2], 0) if notebook else 0
+    return NOTEBOOK_SECONDS.get(_solution(item)[:2], 0) if _solution(item) else 0
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist turns the markers into group names
@@ -207,7 +211,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         path = Path(str(item.fspath))
         if _notebook_weight(item) and path.suffix != ".ipynb":
-            group = f"solution-{item.callspec.params['path'].stem}"
+            group = f"solution-{_solution(item)}"
         else:
             group = str(path.relative_to(KIT)) if path.is_relative_to(KIT) else str(path)
         item.add_marker(pytest.mark.xdist_group(name=group))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -21,17 +21,55 @@ ID_PATTERN = re.compile(r"^kb-[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 @dataclass(frozen=True)
 class Document:
-    """One knowledge-base article."""
+    """One knowledge-base article, or one passage of it (``part`` 1, 2, ...; 0 is the whole article). A passage
+    keeps its article's id, title and category: the model cites the article, and metrics count articles."""
 
     id: str
     title: str
     category: str
     text: str
     path: str
+    part: int = 0
 
     def as_context(self) -> str:
         """How the document is shown to the model: its id (to cite), title and text."""
         return f"[{self.id}] {self.title}\n{self.text.strip()}"
+
+
+PARAGRAPH = re.compile(r"\n\s*\n")
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+
+
+def split_passages(doc: Document, max_words: int) -> list[Document]:
+    """``doc`` cut into passages of at most about ``max_words`` words, in order: paragraphs, with short neighbours
+    joined and a heading kept with the paragraph after it; a paragraph longer than ``max_words`` is cut between
+    sentences. Every passage keeps the article's id and title. ``max_words`` 0 keeps the whole article."""
+    if max_words <= 0:
+        return [doc]
+    pieces: list[str] = []
+    for paragraph in (p.strip() for p in PARAGRAPH.split(doc.text.strip())):
+        if len(paragraph.split()) <= max_words:
+            pieces.append(paragraph)
+            continue
+        current = ""  # a long paragraph: its lines (list items) first, then its sentences
+        for line in paragraph.splitlines():
+            for unit in ([line] if len(line.split()) <= max_words else SENTENCE_END.split(line)):
+                joiner = "\n" if unit is line else " "
+                if current and len(f"{current} {unit}".split()) > max_words:
+                    pieces.append(current)
+                    current = unit
+                else:
+                    current = f"{current}{joiner}{unit}" if current else unit
+        pieces.append(current)
+    passages: list[str] = []
+    for piece in pieces:
+        last = passages[-1] if passages else ""
+        heading = last.startswith("#") and "\n" not in last
+        if passages and (heading or len(f"{last} {piece}".split()) <= max_words):
+            passages[-1] = f"{last}\n\n{piece}"
+        else:
+            passages.append(piece)
+    return [replace(doc, text=text, part=n) for n, text in enumerate(passages, start=1)]
 
 
 def default_kb_dir() -> Path:

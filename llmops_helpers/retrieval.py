@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from .knowledge import Document, fingerprint, load_knowledge_base
+from .knowledge import Document, fingerprint, load_knowledge_base, split_passages
 
 # English function words plus the filler of chat messages ("whats", "please", "how much"); without them, a
 # long conversational query matches articles on words like "what" and "do".
@@ -52,14 +52,17 @@ class Hit:
 class BM25Retriever:
     """Lexical retrieval with English stop words and Snowball stemming (so 'roaming' matches 'roam')."""
 
-    def __init__(self, docs: list[Document]):
+    def __init__(self, docs: list[Document], passage_words: int = 0):
         import bm25s
         import Stemmer
 
         logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs index building at DEBUG
         self.docs = docs
+        self.passage_words = passage_words
+        #: what is indexed and returned: the articles, or their passages (see knowledge.split_passages)
+        self.units = [unit for doc in docs for unit in split_passages(doc, passage_words)]
         self._stemmer = Stemmer.Stemmer("english")
-        corpus = [f"{d.title}\n{d.title}\n{d.text}" for d in docs]  # titles count twice: they name the topic
+        corpus = [f"{d.title}\n{d.title}\n{d.text}" for d in self.units]  # titles count twice: they name the topic
         self._stopwords = stopwords()
         tokens = bm25s.tokenize(corpus, stopwords=self._stopwords, stemmer=self._stemmer, show_progress=False)
         self._index = bm25s.BM25()
@@ -76,7 +79,8 @@ class BM25Retriever:
         return " ".join([text, *extra])
 
     def search(self, query: str, k: int = 3) -> list[Hit]:
-        """The ``k`` best documents for ``query``, best first (documents scoring 0 are left out)."""
+        """The ``k`` best articles for ``query``, best first, each as its best-matching passage when the retriever
+        works on passages (articles scoring 0 are left out)."""
         import bm25s
 
         query = self.expand(query)
@@ -88,19 +92,27 @@ class BM25Retriever:
         words = [w for w in words if w in self._index.vocab_dict]
         if not words:
             return []
-        ids, scores = self._index.retrieve([words], k=k, show_progress=False, n_threads=1)
-        return [Hit(self.docs[int(i)], float(s)) for i, s in zip(ids[0], scores[0], strict=True) if s > 0]
+        # Every unit is ranked (a few hundred at most): with passages, an article counts once, by its best passage.
+        ids, scores = self._index.retrieve([words], k=len(self.units), show_progress=False, n_threads=1)
+        hits: dict[str, Hit] = {}
+        for i, score in zip(ids[0], scores[0], strict=True):
+            if score <= 0 or len(hits) == k:
+                break
+            unit = self.units[int(i)]
+            hits.setdefault(unit.id, Hit(unit, float(score)))
+        return list(hits.values())
 
 
 _cache: dict[str, BM25Retriever] = {}
 _lock = threading.Lock()
 
 
-def get_retriever(folder: str | Path | None = None) -> BM25Retriever:
-    """The cached retriever for the knowledge base in ``folder`` (rebuilt only if its content changed)."""
+def get_retriever(folder: str | Path | None = None, passage_words: int = 0) -> BM25Retriever:
+    """The cached retriever for the knowledge base in ``folder`` (rebuilt only if its content changed), over whole
+    articles (``passage_words`` 0) or over passages of at most about that many words."""
     docs = load_knowledge_base(folder)
-    key = fingerprint(docs)
+    key = f"{fingerprint(docs)}-{passage_words}"
     with _lock:
         if key not in _cache:
-            _cache[key] = BM25Retriever(docs)
+            _cache[key] = BM25Retriever(docs, passage_words)
         return _cache[key]

@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 
 from llmops_helpers.errors import DatasetError
-from llmops_helpers.knowledge import CATEGORIES, load_knowledge_base
+from llmops_helpers.knowledge import CATEGORIES, load_knowledge_base, split_passages
 
 
 def write(folder, name, text):
@@ -49,3 +49,32 @@ def test_the_kits_knowledge_base():
     counts = Counter(d.category for d in docs)
     assert len(docs) >= 40
     assert set(counts) == set(CATEGORIES) and min(counts.values()) >= 3, counts
+
+
+LONG = ("---\nid: kb-long\ntitle: Long\ncategory: billing\n---\n\n## Fees\n\n" + "First fee applies. " * 30 + "\n\n"
+        "Short tail.\n\nSteps:\n- one two three four five six\n- seven eight nine ten eleven twelve\n")
+
+
+def test_passages_keep_the_article_and_every_word_in_order(tmp_path):
+    write(tmp_path, "kb-long.md", LONG)
+    [doc] = load_knowledge_base(tmp_path)
+    passages = split_passages(doc, 20)
+    assert len(passages) > 3 and [p.part for p in passages] == list(range(1, len(passages) + 1))
+    assert {(p.id, p.title, p.category) for p in passages} == {("kb-long", "Long", "billing")}
+    assert " ".join(p.text for p in passages).split() == doc.text.split()  # nothing lost, nothing repeated
+    assert all(len(p.text.split()) <= 20 for p in passages)
+    assert passages[0].text.startswith("## Fees\n\nFirst fee")  # a heading stays with what follows it
+    assert passages[-1].as_context().startswith("[kb-long] Long\n")  # cited by the article's id
+
+
+def test_passage_words_zero_keeps_the_whole_article(tmp_path):
+    write(tmp_path, "kb-good.md", GOOD)
+    [doc] = load_knowledge_base(tmp_path)
+    assert split_passages(doc, 0) == [doc] and doc.part == 0
+
+
+def test_the_kits_articles_cut_into_short_passages():
+    docs = load_knowledge_base()
+    passages = [p for doc in docs for p in split_passages(doc, 80)]
+    assert len(passages) > 2 * len(docs)
+    assert max(len(p.text.split()) for p in passages) <= 80

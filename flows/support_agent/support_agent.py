@@ -1,4 +1,4 @@
-"""Contoso Mobile's support agent: retrieve help-centre articles (BM25), classify the intent (JSON schema),
+"""Contoso Mobile's support agent: retrieve help-centre passages (BM25), classify the intent (JSON schema),
 answer from the articles with a prompt variant, and report what it cost.
 
 Run it:  pf flow test --flow . --inputs question="How do I set up voicemail?"
@@ -47,7 +47,7 @@ class AgentReply(TypedDict):
 
     answer: str
     cited_ids: list  # article ids the answer cites that were really in its context
-    context_ids: list  # article ids retrieved and put in the prompt, best first
+    context_ids: list  # ids of the articles retrieved (each as its best passage) and put in the prompt, best first
     intent: str
     usage: dict  # prompt_tokens, completion_tokens, total_tokens, llm_calls, cost_usd
     timings: dict  # seconds per step: retrieve, classify, answer, total
@@ -80,7 +80,7 @@ class SupportAgent:
         self.answer_prompt = load_prompty(HERE / "prompts" / f"answer_{self.config['prompt_variant']}.prompty")
         self.intent_prompt = load_prompty(HERE / "prompts" / "classify_intent.prompty")
         kb = self.config.get("knowledge_base")
-        self.retriever = get_retriever((HERE / kb) if kb else None)
+        self.retriever = get_retriever((HERE / kb) if kb else None, int(self.config.get("passage_words") or 0))
 
     @trace
     def retrieve(self, question: str) -> list:

@@ -28,6 +28,11 @@ GLOSSARY = {
     "wifi": "wi-fi", "pay-as-you-go": "prepaid", "payg": "prepaid", "credit": "top-up", "hacked": "security",
     "code": "pin", "locked": "pin puk", "bill": "bill billing", "money back": "refund",
 }
+# Customers name the country they travel to; the help centre says "EU" (roam like at home applies there).
+EU_EEA = ("austria belgium bulgaria croatia cyprus czechia czech denmark estonia finland france germany greece "
+          "hungary ireland italy latvia lithuania luxembourg malta netherlands holland poland portugal romania "
+          "slovakia slovenia spain sweden iceland liechtenstein norway europe").split()
+GLOSSARY.update({country: "roaming eu" for country in EU_EEA})
 NEGATIONS = {"no", "not", "nor"}  # kept: "no SIM", "not working" are what customers type
 
 

@@ -37,11 +37,12 @@ def test_expected_document_is_in_the_top_3_for_at_least_90_percent(passage_words
     assert hit_rate >= 0.9, f"top-3 hit rate {hit_rate:.0%}; misses: {misses}"
 
 
-@pytest.mark.parametrize(("passage_words", "measured"), [(0, 0.80), (APP_PASSAGE_WORDS, 0.88)],
+@pytest.mark.parametrize(("passage_words", "measured"), [(0, 0.84), (APP_PASSAGE_WORDS, 0.92)],
                          ids=["articles", "passages"])
 def test_held_out_queries_do_not_regress(passage_words, measured):
-    """Measured 80% (20/25) over whole articles when the glossary was frozen, 88% over the app's passages; BM25 is
-    deterministic, so a drop is a real regression."""
+    """Measured 80% (20/25) over whole articles when the glossary was frozen. The EU country names were added
+    later (a customer names the country, the help centre says "EU"): 84% over articles, 92% over the app's
+    passages. BM25 is deterministic, so a drop is a real regression."""
     misses = top3_misses(HELD_OUT, passage_words)
     assert len(HELD_OUT) >= 25
     assert 1 - len(misses) / len(HELD_OUT) >= measured, misses
@@ -62,6 +63,14 @@ def test_glossary_maps_customer_words_to_help_centre_words():
 
     assert BM25Retriever.expand("My SIM card is broken") == "my sim is broken repair fault"
     assert "stolen" in BM25Retriever.expand("someone stole it")
+    assert BM25Retriever.expand("calls in Portugal").endswith("roaming eu")
+
+
+def test_a_country_finds_the_eu_roaming_article():
+    """The app's own unit test asks this; over passages, 'France' alone matched no article until the glossary
+    mapped EU countries to 'roaming eu'."""
+    hits = get_retriever(passage_words=APP_PASSAGE_WORDS).search("How much does it cost to use my phone in France?")
+    assert hits[0].id == "kb-roaming-eu"
 
 
 def test_index_is_built_once_and_search_is_deterministic():

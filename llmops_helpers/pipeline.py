@@ -11,10 +11,12 @@ working copy as the kit root (``LLMOPS_KIT_ROOT``), so a sandbox repository does
 from __future__ import annotations
 
 import ast
+import contextlib
 import fnmatch
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -193,6 +195,47 @@ def substitute(text: str, context: dict[str, Any]) -> str:
 PROTECTED_ENVIRONMENTS = ("prod",)
 
 
+#: GitHub's default ``timeout-minutes`` for a job (and so for its steps) when the workflow sets none.
+DEFAULT_TIMEOUT_MINUTES = 360.0
+
+
+def _minutes(value: Any, where: str, context: dict[str, Any]) -> float:
+    """A ``timeout-minutes`` value (a number or an expression), or the default when it is absent."""
+    if value is None:
+        return DEFAULT_TIMEOUT_MINUTES
+    text = substitute(str(value), context).strip()
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = -1.0
+    if not minutes > 0:
+        raise PipelineError(f"{where}: timeout-minutes is {text!r}; give a positive number of minutes.")
+    return minutes
+
+
+def _run_step(script: str, cwd: Path, env: dict[str, str], timeout_s: float) -> tuple[int | None, str]:
+    """Run one step's script under bash in a process group of its own; at ``timeout_s`` the whole group (the
+    script and what it started in the foreground) is stopped, as GitHub cancels a step, and the exit code is None.
+    Processes that detach into their own session on purpose (a deployed endpoint) are not the step's to stop."""
+    proc = subprocess.Popen(["bash", "-e", "-o", "pipefail", "-c", script], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=timeout_s)
+        return proc.returncode, output
+    except subprocess.TimeoutExpired:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, sig)  # the group's leader is our own Popen child: its id is the group's
+            try:
+                output, _ = proc.communicate(timeout=10)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        else:
+            output = ""
+        return None, output or ""
+
+
 def _environment_name(job: dict[str, Any]) -> str:
     environment = job.get("environment") or ""
     return str(environment.get("name", "") if isinstance(environment, dict) else environment)
@@ -330,6 +373,8 @@ def _run_jobs(run: PipelineRun, workflow: dict[str, Any], workdir: Path, jobs: l
         env_context.update({k: substitute(str(v), context) for k, v in (job.get("env") or {}).items()})
         env_context.update(env or {})  # --set wins, so a lab can run a smaller sample than the workflow's
         status = "success"
+        job_minutes = _minutes(job.get("timeout-minutes"), job_name, context)
+        job_deadline = time.monotonic() + 60 * job_minutes
         for index, step in enumerate(job.get("steps") or [], start=1):
             name = mask(step.get("name") or str(step.get("uses") or "").split("@")[0]
                         or (step.get("run") or "").splitlines()[0][:60] or f"#{index}")
@@ -351,20 +396,27 @@ def _run_jobs(run: PipelineRun, workflow: dict[str, Any], workdir: Path, jobs: l
             if echo:
                 print(f"▶ {job_name} › {name}\n  $ {mask(script.strip())}", flush=True)
             started = time.perf_counter()
+            step_minutes = _minutes(step.get("timeout-minutes"), f"{job_name} › {name}", context)
+            job_left = job_deadline - time.monotonic()
+            timeout_s = max(0.0, min(60 * step_minutes, job_left))
             try:
-                proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=cwd, capture_output=True,
-                                      text=True, check=False,
-                                      env={**base_env, **env_context, **step_env, "GITHUB_OUTPUT": str(output_file)})
+                code, output = _run_step(script, cwd, {**base_env, **env_context, **step_env,
+                                                       "GITHUB_OUTPUT": str(output_file)}, timeout_s)
             except OSError as exc:  # e.g. a working-directory that does not exist; masked by run_pipeline
                 raise PipelineError(f"{job_name} › {name}: cannot start the step in {cwd} ({exc.strerror}). Check "
                                     "its working-directory: and that bash is installed.") from None
-            output = mask(proc.stdout + proc.stderr)
-            passed = proc.returncode == 0
+            output = mask(output)
+            passed = code == 0
+            if code is None:
+                which = (f"the step's timeout-minutes ({step_minutes:g})" if 60 * step_minutes <= job_left
+                         else f"job {job_name}'s timeout-minutes ({job_minutes:g})")
+                output += (f"\n⏱️ Stopped after {timeout_s:.0f} s: it reached {which}, as GitHub would cancel it. "
+                           "Raise timeout-minutes in the workflow if the step is slow but working.")
             if step.get("id"):
                 steps_context[step["id"]] = {"outputs": _read_outputs(output_file),
                                              "outcome": "success" if passed else "failure"}
             result = StepResult(job_name, name, "passed" if passed else "failed", time.perf_counter() - started,
-                                "" if passed else f"exit code {proc.returncode}", output)
+                                "" if passed else ("timed out" if code is None else f"exit code {code}"), output)
             run.steps.append(result)
             if echo:
                 print("  " + "\n  ".join(output.rstrip().splitlines()[-25:]) if output.strip() else "", flush=True)

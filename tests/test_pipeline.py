@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -84,6 +85,52 @@ def test_stops_at_the_first_failing_step(repo):
     assert [(s.job, s.status, s.detail) for s in run.steps if s.job == "second"] == [
         ("second", "skipped", "a job it needs failed")]
     assert "FAILED" in str(run)
+
+
+HANGING = """
+on: push
+jobs:
+  stuck:
+    runs-on: ubuntu-latest
+    timeout-minutes: JOB
+    steps:
+      - name: hangs
+        timeout-minutes: STEP
+        run: (sleep 300; echo late > child.txt) & echo $! > child.pid; sleep 300
+      - name: after
+        run: echo never > after.txt
+"""
+
+
+@pytest.mark.parametrize(("job", "step", "reached"), [(30, 0.02, "the step's timeout-minutes (0.02)"),
+                                                      (0.02, 5, "job stuck's timeout-minutes (0.02)")])
+def test_a_hanging_step_is_stopped_at_its_timeout_with_what_it_started(repo, job, step, reached):
+    (repo / "wf.yml").write_text(HANGING.replace("JOB", str(job)).replace("STEP", str(step)))
+    started = time.monotonic()
+    run = run_pipeline(repo / "wf.yml", "push", workdir=repo, branch="develop", echo=False)
+    assert time.monotonic() - started < 20  # 1.2 s, not 300
+    assert not run.passed and [(s.status, s.detail) for s in run.steps] == [("failed", "timed out"),
+                                                                             ("skipped", "an earlier step failed")]
+    assert f"it reached {reached}" in run.steps[0].output and "Raise timeout-minutes" in run.steps[0].output
+    child = int((repo / "child.pid").read_text())
+    time.sleep(0.2)
+    assert not _alive(child)  # the step's background child went with it
+    assert not (repo / "child.txt").exists()
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for a parent that never reaps, as in some containers, is not running)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def test_a_bad_timeout_minutes_is_named(repo):
+    (repo / "wf.yml").write_text(HANGING.replace("JOB", "ten").replace("STEP", "1"))
+    with pytest.raises(PipelineError, match="stuck: timeout-minutes is 'ten'; give a positive number"):
+        run_pipeline(repo / "wf.yml", "push", workdir=repo, branch="develop", echo=False)
 
 
 def test_not_triggered_is_reported_not_run(repo):

@@ -755,22 +755,24 @@ def deploy(artifact_ref: str | Path, environment: str, *, approved_by: str = "",
 
 def rollback(environment: str, *, reason: str = "manual", folder: str | Path | None = None) -> dict[str, Any]:
     """Blue/green's instant rollback: send all traffic back to the other slot, which still runs the previous
-    artifact, and record it."""
-    state = load_state(folder)
-    entry = state["environments"].get(environment)
-    if not entry:
-        raise DeployError(f"nothing is deployed to {environment}.")
-    other = _other_slot(entry.get("live"))
-    previous = entry["slots"].get(other)
-    if not previous or not _alive(previous.get("pid")):
-        raise DeployError(f"{environment} has no previous slot running to roll back to; deploy the previous "
-                          "artifact instead (`llmops deploy --artifact name@version`).")
-    _set_weights(entry, environment, folder, {other: 100})
-    state["history"].append({"time": _now(), "environment": environment, "action": "rolled_back",
-                             "version": entry["version"], "digest": entry["digest"], "reason": reason,
-                             "restored": previous["version"]})
-    entry.update(live=other, version=previous["version"], digest=previous["digest"], artifact=previous["artifact"])
-    save_state(state, folder)
+    artifact, and record it. It waits for a deploy to the same environment to finish (its rollout lock), so a
+    rollback never lands in the middle of a switch or a canary and loses either's record."""
+    with file_lock(_rollout_lock(environment, folder), timeout=STATE_LOCK_TIMEOUT_S,
+                   purpose=f"rolling back {environment}"), update_state(folder, f"rolling back {environment}") as state:
+        entry = state["environments"].get(environment)
+        if not entry:
+            raise DeployError(f"nothing is deployed to {environment}.")
+        other = _other_slot(entry.get("live"))
+        previous = entry["slots"].get(other)
+        if not previous or not _alive(previous.get("pid")):
+            raise DeployError(f"{environment} has no previous slot running to roll back to; deploy the previous "
+                              "artifact instead (`llmops deploy --artifact name@version`).")
+        _set_weights(entry, environment, folder, {other: 100})
+        state["history"].append({"time": _now(), "environment": environment, "action": "rolled_back",
+                                 "version": entry["version"], "digest": entry["digest"], "reason": reason,
+                                 "restored": previous["version"]})
+        entry.update(live=other, version=previous["version"], digest=previous["digest"],
+                     artifact=previous["artifact"])
     return entry
 
 

@@ -228,6 +228,29 @@ def test_a_second_deploy_waits_then_names_the_one_that_holds_the_environment(fol
         pass
 
 
+def test_a_rollback_waits_for_a_deploy_to_the_same_environment(folder, monkeypatch):
+    """A rollback in the middle of a switch or a canary would save a state that the deploy then overwrites."""
+    from llmops_helpers.deploy import _rollout_lock, rollback
+    from llmops_helpers.paths import LockTimeoutError
+
+    state = load_state()
+    state["environments"]["dev"] = {"slots": {}, "live": "blue", "version": "1.0.0"}
+    save_state(state)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(_rollout_lock("dev", None))], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr("llmops_helpers.deploy.STATE_LOCK_TIMEOUT_S", 0.5)
+        with pytest.raises(LockTimeoutError, match=rf"held by process {holder.pid} .*deploying to dev"):
+            rollback("dev", reason="test")
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    with pytest.raises(DeployError, match="no previous slot running"):  # then it runs, and nothing was changed
+        rollback("dev", reason="test")
+    assert load_state()["environments"]["dev"]["version"] == "1.0.0" and not load_state()["history"]
+
+
 def test_the_next_deploy_closes_an_interrupted_rollout_and_sends_traffic_back_to_the_live_slot(folder, monkeypatch):
     from llmops_helpers.deploy import _prepare_environment, unfinished_rollout
 

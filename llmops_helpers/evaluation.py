@@ -29,7 +29,7 @@ from typing import Any
 from . import metrics
 from .errors import ConfigError, DatasetError
 from .golden import GoldenRow
-from .knowledge import load_knowledge_base
+from .knowledge import fingerprint, load_knowledge_base
 from .metering import percentile
 from .paths import git_output, kit_root, write_text_atomic
 
@@ -154,7 +154,8 @@ def file_hash(path: str | Path) -> str:
 
 
 RUN_FILES = ("rows.jsonl", "summary.json", "metadata.json", "gate_decision.json", "gate_decision.md")
-RUN_IDENTITY = ("variant", "prompt_hash", "dataset_hash", "provider", "model", "top_k", "evaluators", "judges")
+RUN_IDENTITY = ("variant", "prompt_hash", "dataset_hash", "provider", "model", "top_k", "evaluators", "judges",
+                "flow_digest", "knowledge_base_hash")  # the flow's code, config (passage_words...) and its articles
 START_OVER = "Start over with --fresh (fresh=True) or use a new --out folder."
 
 
@@ -397,6 +398,12 @@ def load_evaluator(spec: str) -> tuple[str, Evaluator]:
     return name or function, fn
 
 
+def _knowledge_base_hash(agent: Any) -> str | None:
+    """The content hash of the articles the flow retrieves from, when it has a kit retriever (else None)."""
+    docs = getattr(getattr(agent, "retriever", None), "docs", None)
+    return fingerprint(docs) if docs else None
+
+
 def evaluate_support_agent(
     data: str | Path, out_dir: str | Path, *, variant: str = "", sample: int | None = None,
     judges: tuple[str, ...] = ("groundedness",), concurrency: int | None = None, top_k: int = 0,
@@ -420,7 +427,8 @@ def evaluate_support_agent(
     metadata = {"dataset": str(data), "dataset_hash": file_hash(data), "variant": agent.config["prompt_variant"],
                 "prompt_hash": file_hash(prompt_file), "provider": agent.llm.provider, "model": agent.llm.model,
                 "top_k": agent.config["top_k"], "sample": len(rows), "flow": str(flow_dir or support_agent_dir()),
-                "flow_digest": flow_digest(flow_dir or support_agent_dir())}  # what a build checks it packages
+                "flow_digest": flow_digest(flow_dir or support_agent_dir()),  # what a build checks it packages
+                "knowledge_base_hash": _knowledge_base_hash(agent)}
     return run_evaluation(rows, out_dir, agent, evaluators={**DEFAULT_EVALUATORS, **(extra_evaluators or {})},
                           judges=judges,
                           judge_connection=make_judge_connection() if judges else None,

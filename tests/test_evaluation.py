@@ -174,6 +174,11 @@ def test_a_folder_of_another_configuration_is_not_resumed_unless_fresh(tmp_path)
                              progress=False)
     assert len(app.calls) == 4 and summary["n_rows"] == 2
     assert json.loads((tmp_path / "metadata.json").read_text())["prompt_hash"] == "bbb"
+    # the flow's code or config (say passage_words) or its knowledge base changed: its rows would mix with these
+    for key in ("flow_digest", "knowledge_base_hash"):
+        with pytest.raises(ConfigError, match=f"{key} None → 'new'"):
+            run_evaluation(ROWS[:2], tmp_path, app, metadata={"prompt_hash": "bbb", "model": "m", key: "new"},
+                           progress=False)
 
 
 def test_the_baseline_flow_comes_from_a_git_ref_and_is_evaluated_beside_the_candidate(tmp_path):

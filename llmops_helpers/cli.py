@@ -237,7 +237,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else build_dir() / "runs" / name
     summary = evaluate_support_agent(args.data, out, variant=args.variant, sample=args.sample, judges=judges,
                                      concurrency=args.concurrency, top_k=args.top_k, extra_evaluators=extra,
-                                     fresh=args.fresh, flow_dir=flow)
+                                     fresh=args.fresh, flow_dir=flow, cache=args.cache)
     print(json.dumps({k: summary[k] for k in ("metrics", "n_rows", "n_errors")}, indent=2))
     print(f"Run folder: {out}")
     if summary["n_errors"]:
@@ -513,6 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated LLM judges (groundedness,relevance,coherence,fluency,similarity) or none")
     p.add_argument("--concurrency", type=int, help="parallel requests (default 1 for local, 4 for hosted)")
     p.add_argument("--top-k", type=int, default=0, help="articles per prompt (default: config.yaml)")
+    p.add_argument("--cache", help="folder of finished evaluations by content: reuse one of the same flow, articles, "
+                                   "data, rows, model and kit code instead of evaluating again, and keep this one")
     p.add_argument("--fresh", action="store_true", help="start over instead of resuming an existing run folder")
     p.add_argument("--flow", help="flow folder to evaluate (default: flows/support_agent)")
     p.add_argument("--flow-ref", help="evaluate the flow as committed at this git ref (e.g. origin/develop): "

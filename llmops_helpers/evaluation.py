@@ -17,6 +17,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
+import shutil
 import statistics
 import subprocess
 import threading
@@ -190,6 +192,74 @@ def _check_same_run(out: Path, metadata: dict[str, Any]) -> None:
                           f"resumed. {START_OVER}")
 
 
+CACHED_FILES = ("rows.jsonl", "summary.json", "metadata.json")
+
+
+@functools.lru_cache(maxsize=1)
+def _kit_digest() -> str:
+    """A hash of the kit's own code (retrieval, metrics, the runner): a cached evaluation is only reused by the
+    same code that produced it."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def evaluation_key(meta: dict[str, Any], rows: list[GoldenRow]) -> str | None:
+    """The content address of an evaluation: every :data:`RUN_IDENTITY` value (the flow's digest, its articles,
+    the data, model, provider, prompt, evaluators, judges), the row ids and the kit's code. None when the run does
+    not record its flow and articles, so its content cannot be told (such a run is never cached)."""
+    if not (meta.get("flow_digest") and meta.get("knowledge_base_hash") and meta.get("dataset_hash")):
+        return None
+    identity = {key: _identity(meta, key) for key in RUN_IDENTITY}
+    identity.update(rows=[row.id for row in rows], kit=_kit_digest())
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _reuse_cached(entry: Path, out: Path, meta: dict[str, Any], rows: list[GoldenRow]) -> dict[str, Any] | None:
+    """Copy a cached evaluation of the same content into ``out``; None (and a warning) if there is none or it is
+    damaged, so the caller evaluates."""
+    if not (entry / "summary.json").is_file():
+        return None
+    try:
+        summary = json.loads((entry / "summary.json").read_text(encoding="utf-8"))
+        cached_meta = json.loads((entry / "metadata.json").read_text(encoding="utf-8"))
+        saved = read_rows(entry / "rows.jsonl")
+    except (OSError, ValueError) as exc:
+        print(f"⚠️ The cached evaluation {entry} is damaged ({exc}); evaluating again, and it will be replaced.")
+        return None
+    if sorted(r.get("id") for r in saved) != sorted(row.id for row in rows) or summary.get("n_errors"):
+        print(f"⚠️ The cached evaluation {entry} does not hold every row; evaluating again.")
+        return None
+    _check_same_run(out, meta)  # never replace the rows of another configuration that --out holds
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    shutil.copyfile(entry / "rows.jsonl", out / "rows.jsonl")
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    meta = {**meta, "created": cached_meta.get("created"),
+            "reused_from": {"cache": str(entry), "git_sha": cached_meta.get("git_sha")}}
+    write_text_atomic(out / "metadata.json", json.dumps(meta, indent=2, default=str) + "\n")
+    first = (cached_meta.get("git_sha") or "?")[:7]
+    print(f"♻️ Reused the evaluation of this exact content (flow, articles, data, rows, model and kit code), "
+          f"first evaluated at commit {first}: nothing was re-scored. ({entry})")
+    return summary
+
+
+def _store_cached(out: Path, entry: Path) -> None:
+    """Put a finished run's files into the cache, whole or not at all (a rename), so a reader never sees half."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    temporary = entry.parent / f".{entry.name}.{os.getpid()}.{threading.get_ident()}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir()
+    for name in CACHED_FILES:
+        shutil.copyfile(out / name, temporary / name)
+    shutil.rmtree(entry, ignore_errors=True)  # a damaged entry; a complete one was reused instead
+    try:
+        os.replace(temporary, entry)
+    except OSError:  # another process stored the same content first
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
 def run_evaluation(
     rows: list[GoldenRow],
     out_dir: str | Path,
@@ -202,12 +272,17 @@ def run_evaluation(
     metadata: dict[str, Any] | None = None,
     fresh: bool = False,
     progress: bool = True,
+    cache: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``rows`` with ``app`` (question -> reply dict) into ``out_dir``; rows already saved there are
     skipped, so re-running after an interruption resumes (unless ``fresh``, which starts over). Resuming a folder
     whose saved run used another prompt, model, dataset, evaluators or judges (see :data:`RUN_IDENTITY`), or
     whose ``metadata.json`` is missing, is refused, so one run never mixes two configurations. Returns the summary
-    (also written to disk; metadata and summary are replaced atomically)."""
+    (also written to disk; metadata and summary are replaced atomically).
+
+    With ``cache`` (a folder), a finished run without errors is also kept there under its content address
+    (:func:`evaluation_key`), and a later run of the same content is copied from it instead of being evaluated
+    again: how CI avoids re-scoring a commit whose flow, articles and data are byte for byte ones it has scored."""
     from tqdm.auto import tqdm
 
     out = Path(out_dir)
@@ -220,6 +295,11 @@ def run_evaluation(
             (out / name).unlink(missing_ok=True)
     meta = {"git_sha": git_output("rev-parse", "HEAD") or None, "evaluators": sorted(evaluators),
             "judges": list(judges), **(metadata or {})}
+    key = evaluation_key(meta, rows) if cache else None
+    if key:
+        reused = _reuse_cached(Path(cache) / key, out, meta, rows)
+        if reused is not None:
+            return reused
     _check_same_run(out, meta)
     write_text_atomic(meta_path, json.dumps(meta, indent=2, default=str) + "\n")  # before any row
     _drop_partial_last_line(rows_path)
@@ -263,6 +343,8 @@ def run_evaluation(
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     meta["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     write_text_atomic(meta_path, json.dumps(meta, indent=2, default=str) + "\n")
+    if key and not summary["n_errors"] and not summary.get("n_judge_errors") and len(saved) == len(rows):
+        _store_cached(out, Path(cache) / key)
     return summary
 
 
@@ -408,9 +490,10 @@ def evaluate_support_agent(
     data: str | Path, out_dir: str | Path, *, variant: str = "", sample: int | None = None,
     judges: tuple[str, ...] = ("groundedness",), concurrency: int | None = None, top_k: int = 0,
     extra_evaluators: dict[str, Evaluator] | None = None, fresh: bool = False, progress: bool = True,
-    flow_dir: str | Path | None = None,
+    flow_dir: str | Path | None = None, cache: str | Path | None = None,
 ) -> dict[str, Any]:
-    """The kit's standard evaluation of the sample app (what ``llmops eval`` runs); ``flow_dir`` evaluates
+    """The kit's standard evaluation of the sample app (what ``llmops eval`` runs); ``cache`` reuses an
+    evaluation of identical content (see :func:`run_evaluation`); ``flow_dir`` evaluates
     another copy of the flow, e.g. the target branch's (see :func:`flow_at_ref`). ``variant`` (the answer
     prompt) and ``top_k`` override the flow's ``config.yaml``; left empty, the flow runs as configured, which is
     what a pipeline must evaluate."""
@@ -433,7 +516,7 @@ def evaluate_support_agent(
                           judges=judges,
                           judge_connection=make_judge_connection() if judges else None,
                           concurrency=concurrency or (1 if local else 4), metadata=metadata, fresh=fresh,
-                          progress=progress)
+                          progress=progress, cache=cache)
 
 
 

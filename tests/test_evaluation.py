@@ -289,3 +289,42 @@ def test_rescore_records_a_failing_judge_without_dropping_the_row(tmp_path, monk
     saved = {r["id"]: r for r in read_rows(tmp_path / "rows.jsonl")}
     assert "judge_groundedness" not in saved[ROWS[1].id]["scores"] and saved[ROWS[1].id]["judge_errors"]
     assert saved[ROWS[0].id]["scores"]["judge_groundedness"] == 4.0 and not saved[ROWS[0].id]["judge_errors"]
+
+
+CONTENT = {"flow_digest": "sha256:flow", "knowledge_base_hash": "kb1", "dataset_hash": "data1", "prompt_hash": "p",
+           "model": "m", "provider": "local"}
+
+
+def test_an_evaluation_of_identical_content_is_reused_from_the_cache(tmp_path, capsys):
+    app, cache = OracleApp(), tmp_path / "cache"
+    first = run_evaluation(ROWS[:2], tmp_path / "a", app, metadata=CONTENT, cache=cache, progress=False)
+    assert len(app.calls) == 2 and len(list(cache.iterdir())) == 1
+    again = run_evaluation(ROWS[:2], tmp_path / "b", app, metadata=CONTENT, cache=cache, fresh=True, progress=False)
+    assert len(app.calls) == 2 and again == first  # nothing was re-scored
+    assert "Reused the evaluation of this exact content" in capsys.readouterr().out
+    assert (tmp_path / "b" / "rows.jsonl").read_text() == (tmp_path / "a" / "rows.jsonl").read_text()
+    reused = json.loads((tmp_path / "b" / "metadata.json").read_text())
+    assert reused["reused_from"]["cache"].startswith(str(cache)) and reused["flow_digest"] == "sha256:flow"
+    # any difference in content is evaluated: the flow, its articles, the rows, the model
+    for change in ({"flow_digest": "sha256:other"}, {"knowledge_base_hash": "kb2"}, {"model": "m2"}):
+        run_evaluation(ROWS[:2], tmp_path / "c", app, metadata={**CONTENT, **change}, cache=cache, fresh=True,
+                       progress=False)
+    run_evaluation(ROWS[:3], tmp_path / "d", app, metadata=CONTENT, cache=cache, progress=False)
+    assert len(app.calls) == 2 + 3 * 2 + 3 and len(list(cache.iterdir())) == 5
+
+
+def test_the_cache_keeps_no_errored_run_and_replaces_a_damaged_entry(tmp_path, capsys):
+    cache = tmp_path / "cache"
+    run_evaluation(ROWS[:2], tmp_path / "a", OracleApp(fail_on={ROWS[0].id}), metadata=CONTENT, cache=cache,
+                   progress=False)
+    assert not cache.exists() or not list(cache.iterdir())  # an errored run is never reused
+    app = OracleApp()
+    run_evaluation(ROWS[:2], tmp_path / "b", app, metadata=CONTENT, cache=cache, progress=False)
+    [entry] = cache.iterdir()
+    (entry / "summary.json").write_text('{"cut sh')
+    run_evaluation(ROWS[:2], tmp_path / "c", app, metadata=CONTENT, cache=cache, progress=False)
+    assert len(app.calls) == 4 and "is damaged" in capsys.readouterr().out
+    assert json.loads((entry / "summary.json").read_text())["n_rows"] == 2  # replaced by the new run
+    # a run that records no flow digest cannot be told apart from another: it is never cached
+    run_evaluation(ROWS[:2], tmp_path / "d", app, metadata={"model": "m"}, cache=tmp_path / "none", progress=False)
+    assert not (tmp_path / "none").exists()

@@ -153,7 +153,15 @@ def parallel_workers(requested: int | None = None, cores: int | None = None) -> 
 def cmd_test(args: argparse.Namespace) -> int:
     """The whole suite: labs in sync, notebook hygiene, lint, unit tests, every solution through papermill
     and every lab through nbval, then a check that no server was left listening."""
-    from .runner import CI_PARAMETERS, cell_timeout, describe_listener, listening_sockets, notebooks, prepare_notebook
+    from .runner import (
+        CI_PARAMETERS,
+        cell_timeout,
+        ci_parameters,
+        describe_listener,
+        listening_sockets,
+        notebooks,
+        prepare_notebook,
+    )
 
     root = kit_root()
     if args.app:  # the app's own tests: what the app's pipelines run, in a fork or a sandbox copy of the app
@@ -174,7 +182,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     if not args.fast:
         prepared = build_dir() / "nbval" / "labs"
         for path in notebooks("labs"):
-            prepare_notebook(path, prepared, CI_PARAMETERS)
+            prepare_notebook(path, prepared, ci_parameters(path))
         targets.append(str(prepared))
     command = [sys.executable, "-m", "pytest", *targets, "--nbval-lax", "--nbval-current-env",
                f"--nbval-cell-timeout={cell_timeout(CI_PARAMETERS)}",

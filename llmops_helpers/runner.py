@@ -15,7 +15,15 @@ from .paths import build_dir, kit_root
 
 #: What CI passes to every notebook (only the names a notebook declares are injected).
 CI_PARAMETERS: dict[str, Any] = {"provider": "local", "sample_size": 2, "use_reference_answers": True, "ci": True}
+#: Labs whose CI run takes fewer rows than CI_PARAMETERS: one question shows their mechanics (Lab 01's four
+#: prompts, Lab 02's batch runs); their comparisons are read on the full sample in class, not in CI.
+CI_OVERRIDES: dict[str, dict[str, Any]] = {"01": {"sample_size": 1}, "02": {"sample_size": 1}}
 REHEARSAL_PARAMETERS: dict[str, Any] = {"use_reference_answers": True}
+
+
+def ci_parameters(path: str | Path) -> dict[str, Any]:
+    """What CI passes to the notebook ``path`` (a lab or its solution): :data:`CI_PARAMETERS` and its overrides."""
+    return {**CI_PARAMETERS, **CI_OVERRIDES.get(Path(path).name[:2], {})}
 #: Per-cell limits in seconds (see :func:`cell_timeout`), sized from measured cell times with headroom for a slow
 #: laptop; a stuck cell fails in minutes instead of waiting out papermill's default half hour.
 CI_CELL_TIMEOUT_S = 300
@@ -190,7 +198,6 @@ def rehearse(
     from tqdm.auto import tqdm
 
     output_dir = output_dir or build_dir() / "rehearsal" / folder
-    parameters = {**(CI_PARAMETERS if ci else {}), **REHEARSAL_PARAMETERS}
     results = []
     chosen = [p for p in notebooks(folder) if not only or p.stem in only or p.stem[:2] in only]
     if not chosen:
@@ -198,6 +205,7 @@ def rehearse(
     for path in tqdm(chosen, desc=f"executing {folder}", unit="notebook", disable=None):
         started = time.perf_counter()
         try:
+            parameters = {**(ci_parameters(path) if ci else {}), **REHEARSAL_PARAMETERS}
             results.append(execute_notebook(path, output_dir, parameters))
         except NotebookError as exc:
             elapsed = time.perf_counter() - started

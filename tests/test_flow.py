@@ -10,7 +10,6 @@ import pytest
 
 from llmops_helpers.errors import ConfigError, DatasetError
 from llmops_helpers.flows import flatten_details, read_jsonl, support_agent_dir, write_jsonl
-from llmops_helpers.paths import kit_root
 from llmops_helpers.pf_setup import service_running
 
 FLOW = support_agent_dir()
@@ -74,19 +73,26 @@ def test_pf_test_and_pf_flow_test_cli(tmp_path):
     assert not service_running()
 
 
-def test_batch_run_over_sample_questions(tmp_path):
-    rows = read_jsonl(kit_root() / "data" / "sample_questions.jsonl", required=("id", "question"))[:2]
-    data = write_jsonl(rows, tmp_path / "two.jsonl")
+def test_batch_run_then_an_evaluation_run_that_reuses_the_kit_evaluators(tmp_path):
+    """One promptflow batch run of the app (2 golden rows, a prompt variant, config.yaml's top_k) and the evaluation
+    flow run over it: the mechanics, in one process (Lab 02 and Lab 03 run more rows)."""
+    from llmops_helpers.golden import golden_dir
+
+    data = write_jsonl(read_jsonl(golden_dir() / "ci.jsonl")[:2], tmp_path / "golden2.jsonl")
     run = _run_script(f'''
-        from llmops_helpers.flows import run_batch
+        from llmops_helpers.flows import evaluate_run, run_batch
         if __name__ == "__main__":
-            run, details = run_batch({str(FLOW)!r}, {str(data)!r}, init={{"prompt_variant": "friendly"}},
-                                     progress=False)
-            print("STATUS", run.status, len(details), sorted(details.columns)[:3])
+            app_run, details = run_batch({str(FLOW)!r}, {str(data)!r}, init={{"prompt_variant": "friendly"}},
+                                         progress=False)
+            print("STATUS", app_run.status, len(details), sorted(details.columns)[:3])
             print("CONTEXT", sorted(details["context_ids"].map(len)))  # config.yaml's top_k (3) applies
+            eval_run, metrics = evaluate_run(app_run, {str(data)!r})
+            print("EVAL", eval_run.status, sorted(metrics))
     ''')
     assert run.returncode == 0, run.stderr[-3000:]
     assert "STATUS Completed 2" in run.stdout and "CONTEXT [3, 3]" in run.stdout
+    assert ("EVAL Completed ['context_overlap', 'exact_match', 'intent_accuracy', 'key_fact_recall', 'recall_at_k', "
+            "'token_f1']" in run.stdout)
     assert not service_running()
 
 
@@ -95,21 +101,3 @@ def test_flatten_details_spreads_dict_outputs():
 
     frame = flatten_details(pd.DataFrame({"inputs.question": ["q"], "outputs.usage": [{"total_tokens": 3}]}))
     assert list(frame.columns) == ["question", "usage.total_tokens"]
-
-
-def test_promptflow_evaluation_run_reuses_the_kit_evaluators(tmp_path):
-    from llmops_helpers.golden import golden_dir
-
-    rows = read_jsonl(golden_dir() / "ci.jsonl")[:1]  # the mechanics; Lab 03 and llmops eval cover more rows
-    data = write_jsonl(rows, tmp_path / "golden1.jsonl")
-    run = _run_script(f'''
-        from llmops_helpers.flows import evaluate_run, run_batch
-        if __name__ == "__main__":
-            app_run, _ = run_batch({str(FLOW)!r}, {str(data)!r}, progress=False)
-            eval_run, metrics = evaluate_run(app_run, {str(data)!r})
-            print("EVAL", eval_run.status, sorted(metrics))
-    ''')
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert ("EVAL Completed ['context_overlap', 'exact_match', 'intent_accuracy', 'key_fact_recall', 'recall_at_k', "
-            "'token_f1']" in run.stdout)
-    assert not service_running()

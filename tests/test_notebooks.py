@@ -12,7 +12,7 @@ import pytest
 from conftest import CANARY_KEY, KIT
 from llmops_helpers.paths import build_dir
 from llmops_helpers.pf_setup import service_running
-from llmops_helpers.runner import CI_PARAMETERS, execute_notebook, notebooks
+from llmops_helpers.runner import CI_PARAMETERS, ci_parameters, execute_notebook, notebooks
 
 pytestmark = pytest.mark.notebook
 SOLUTIONS = notebooks("solutions")
@@ -32,7 +32,7 @@ def test_there_are_notebooks():
 def test_solution_executes_with_ci_parameters(path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", CANARY_KEY)  # present in the kernel's environment, must never show
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", CANARY_KEY)
-    result = execute_notebook(path, EXECUTED / "solutions", CI_PARAMETERS)
+    result = execute_notebook(path, EXECUTED / "solutions", ci_parameters(path))
     text = outputs_text(result.output)
     assert '"output_type": "error"' not in text
     assert CANARY_KEY not in text

@@ -10,7 +10,10 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from llmops_helpers.errors import NotebookError
+from llmops_helpers.paths import kit_root
 from llmops_helpers.runner import CI_CELL_TIMEOUT_S, POLL_SLICE_S, cell_timeout, execute_notebook, kernel_manager_class
+
+KIT = kit_root()
 
 
 class LosesFirstWakeUp:
@@ -126,3 +129,14 @@ def test_parallel_workers_keep_a_group_on_one_worker(tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     workers = (tmp_path / "workers.txt").read_text().split()
     assert len(workers) == 6 and len(set(workers)) == 1, workers
+
+
+def test_ci_overrides_name_parameters_their_notebooks_declare():
+    from llmops_helpers.runner import CI_OVERRIDES, ci_parameters, declared_parameters, notebooks
+
+    assert ci_parameters(KIT / "labs" / "01_ideate_explore.ipynb")["sample_size"] == 1
+    assert ci_parameters(KIT / "solutions" / "05_branching.ipynb")["sample_size"] == 2
+    for folder in ("solutions", "labs"):
+        by_lab = {path.name[:2]: path for path in notebooks(folder)}
+        for lab, overrides in CI_OVERRIDES.items():
+            assert set(overrides) <= declared_parameters(by_lab[lab]), f"{folder}/{by_lab[lab].name}"

@@ -53,8 +53,9 @@ def split_passages(doc: Document, max_words: int) -> list[Document]:
             continue
         current = ""  # a long paragraph: its lines (list items) first, then its sentences
         for line in paragraph.splitlines():
-            for unit in ([line] if len(line.split()) <= max_words else SENTENCE_END.split(line)):
-                joiner = "\n" if unit is line else " "
+            units = [line] if len(line.split()) <= max_words else SENTENCE_END.split(line)
+            for position, unit in enumerate(units):
+                joiner = " " if position else "\n"  # a line starts on a new line; its sentences follow on it
                 if current and len(f"{current} {unit}".split()) > max_words:
                     pieces.append(current)
                     current = unit

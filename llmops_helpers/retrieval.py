@@ -63,7 +63,6 @@ class BM25Retriever:
 
         logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs index building at DEBUG
         self.docs = docs
-        self.passage_words = passage_words
         #: what is indexed and returned: the articles, or their passages (see knowledge.split_passages)
         self.units = [unit for doc in docs for unit in split_passages(doc, passage_words)]
         self._stemmer = Stemmer.Stemmer("english")

@@ -245,8 +245,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else build_dir() / "runs" / name
     summary = evaluate_support_agent(args.data, out, variant=args.variant, sample=args.sample, judges=judges,
                                      concurrency=args.concurrency, top_k=args.top_k, extra_evaluators=extra,
-                                     fresh=args.fresh, flow_dir=flow, cache=args.cache)
+                                     fresh=args.fresh, flow_dir=flow, cache=args.cache,
+                                     categories=tuple(args.categories.split(",")) if args.categories else ())
     print(json.dumps({k: summary[k] for k in ("metrics", "n_rows", "n_errors")}, indent=2))
+    rows = json.loads((out / "metadata.json").read_text(encoding="utf-8")).get("rows")
+    if rows:
+        print(f"Rows: {rows}")
     print(f"Run folder: {out}")
     if summary["n_errors"]:
         print(_redact(_errored_rows(out, summary["n_errors"], summary["n_rows"])), file=sys.stderr)
@@ -515,7 +519,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="golden JSONL (default: the CI subset data/golden/ci.jsonl)")
     p.add_argument("--variant", default="",
                    help="prompt variant prompts/answer_<variant>.prompty (default: the flow's config.yaml)")
-    p.add_argument("--sample", type=int, help="evaluate only the first N rows")
+    p.add_argument("--sample", type=int, help="evaluate N rows, stratified by category (the same N, the same rows)")
+    p.add_argument("--categories", default="", help="only these categories, comma-separated (e.g. roaming,devices): "
+                                                    "the rows a change touches; empty means every category")
     p.add_argument("--out", help="run folder (default build/runs/<variant>-<data>); an existing one resumes")
     p.add_argument("--judges", default="groundedness",
                    help="comma-separated LLM judges (groundedness,relevance,coherence,fluency,similarity) or none")

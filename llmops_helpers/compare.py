@@ -43,6 +43,7 @@ class Comparison:
     by_category: dict[str, dict[str, float | None]] = field(default_factory=dict)
     worse_rows: list[dict[str, Any]] = field(default_factory=list)
     primary: str = ""
+    intent_by_category: dict[str, dict[str, Any]] = field(default_factory=dict)
     base_summary: dict[str, Any] = field(default_factory=dict)
     candidate_summary: dict[str, Any] = field(default_factory=dict)
 
@@ -106,8 +107,28 @@ def compare_runs(base_dir: str | Path, candidate_dir: str | Path, primary: str |
         b = base_summary.get("by_category", {}).get(category, {}).get(primary)
         c = cand_summary.get("by_category", {}).get(category, {}).get(primary)
         by_category[category] = {"base": b, "candidate": c, "delta": None if b is None or c is None else c - b}
-    return Comparison(str(base_dir), str(candidate_dir), deltas, by_category, worse, primary, base_summary,
-                      cand_summary)
+    return Comparison(str(base_dir), str(candidate_dir), deltas, by_category, worse, primary,
+                      _intent_by_category(base_rows, cand_rows, shared), base_summary, cand_summary)
+
+
+def _intent_by_category(base_rows: dict[str, dict], cand_rows: dict[str, dict], shared: list[str]
+                        ) -> dict[str, dict[str, Any]]:
+    """Per category: rows, and how many intents each run got right against the *candidate's* labels (a PR that
+    changes routing relabels its golden rows, and both flows are judged by them); what each run said most."""
+    table: dict[str, dict[str, Any]] = {}
+    for row_id in shared:
+        base_row, cand_row = base_rows[row_id], cand_rows[row_id]
+        expected = cand_row.get("expected_intent")
+        if not expected or base_row.get("error") or cand_row.get("error"):
+            continue
+        entry = table.setdefault(cand_row.get("category") or "?", {"rows": 0, "base": 0, "candidate": 0,
+                                                                   "base_said": {}, "candidate_said": {}})
+        entry["rows"] += 1
+        for side, row in (("base", base_row), ("candidate", cand_row)):
+            entry[side] += row.get("intent") == expected
+            said = entry[f"{side}_said"]
+            said[row.get("intent") or "(none)"] = said.get(row.get("intent") or "(none)", 0) + 1
+    return dict(sorted(table.items()))
 
 
 def _f(value: float | None, signed: bool = False, digits: int = 3) -> str:
@@ -146,6 +167,13 @@ def to_markdown(comparison: Comparison, gate_markdown: str = "", limit: int = GI
              "|---|---|---|---|"]
     head += [f"| {_cell(k)} | {_f(v['base'])} | {_f(v['candidate'])} | {_f(v['delta'], True)} |"
              for k, v in comparison.by_category.items()]
+    if comparison.intent_by_category:
+        head += ["", "### Intent by category (right / rows, against this PR's labels)", "",
+                 "| category | baseline | candidate | the candidate said |", "|---|---|---|---|"]
+        for category, v in comparison.intent_by_category.items():
+            said = ", ".join(f"{k} {n}" for k, n in sorted(v["candidate_said"].items(), key=lambda kv: -kv[1]))
+            head.append(f"| {_cell(category)} | {v['base']}/{v['rows']} | {v['candidate']}/{v['rows']} | "
+                        f"{_cell(said)} |")
     tail = ["", gate_markdown] if gate_markdown else []
     rows = [f"| {_cell(w['id'])} | {_cell(str(w['question'])[:90])} | {_cell(w['why'])} |"
             for w in comparison.worse_rows]

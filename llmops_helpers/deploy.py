@@ -540,22 +540,39 @@ def _score_unless(url: str, question: str, stop: threading.Event) -> tuple[int, 
     return box[0] if box else None
 
 
+def cannot_hold(seen: int, failed: int, good: int, min_requests: int, slo: CanarySLO) -> bool:
+    """True when a canary step is bound to violate ``slo`` whatever its remaining answers bring: more failed
+    answers than the error budget of ``min_requests`` allows, or too few good answers left possible. Its SLOs
+    judged now fail too (``failed / seen`` and ``good / seen`` are then already past the limits), so a broken
+    release is rolled back at its first failures instead of after the whole step's traffic."""
+    remaining = min_requests - seen
+    return failed > slo.max_error_rate * min_requests or good + remaining < slo.min_quality * min_requests
+
+
 def _canary_step(url: str, slot: str, weight: int, min_requests: int, traffic, slo: CanarySLO, echo: bool, *,
                  headers: dict[str, str] | None = None, slot_url: str = "") -> dict[str, Any]:
-    """Send traffic through the router until ``slot`` has had ``min_requests``; judge its SLOs.
+    """Send traffic through the router until ``slot`` has had ``min_requests`` (or, sooner, until the step
+    :func:`cannot_hold` its SLOs); judge its SLOs.
 
     While it runs, the slot's ``/health`` is asked directly every half second (when ``slot_url`` is given), and
     the router's view of the slot is read at the end, so a slot that dies ends the step at once with the real
     reason. Only server-side failures count as errors; the router tracks client errors (4xx) apart.
     ``headers`` carry the router's admin token."""
     http_json(url + "/_router/reset", {}, timeout=10, headers=headers)
-    good = seen = sent = 0
+    good = seen = sent = failed = 0
+    early = False
     limit = min_requests * max(1, round(100 / weight)) + 2
     watch = _SlotWatch(slot, slot_url) if slot_url else None
     never = threading.Event()
-    with watch or contextlib.nullcontext():
+    from tqdm.auto import tqdm
+
+    # a 10% step needs ~10 requests per answer on the new slot, a few seconds each: show every one
+    bar = tqdm(total=min_requests, desc=f"canary {weight:>3}%", unit="answer", disable=not echo or None,
+               bar_format="{desc}: {n}/{total} answers on the new slot |{bar}| {elapsed} {postfix}")
+    with watch or contextlib.nullcontext(), bar:
         while seen < min_requests and sent < limit:
             row = next(traffic)
+            started = time.perf_counter()
             answered = _score_unless(url, row.question, watch.stopped if watch else never)
             if answered is None:
                 break
@@ -563,7 +580,14 @@ def _canary_step(url: str, slot: str, weight: int, min_requests: int, traffic, s
             sent += 1
             if served_by == slot:
                 seen += 1
+                failed += code >= 500
                 good += code == 200 and reply_is_good(reply, row.context_ids)
+                bar.update(1)
+            bar.set_postfix_str(f"request {sent} (max {limit}): HTTP {code} from {served_by} in "
+                                f"{time.perf_counter() - started:.1f} s")
+            if seen < min_requests and cannot_hold(seen, failed, good, min_requests, slo):
+                early = True  # no answer still to come can save this step: roll back now, not after 10× more traffic
+                break
     stopped = watch.why if watch else ""
     router = http_json(url + "/_router", timeout=10, headers=headers)[1]
     stats = router.get("stats", {}).get(slot, {})
@@ -583,11 +607,12 @@ def _canary_step(url: str, slot: str, weight: int, min_requests: int, traffic, s
     step = {"weight": weight, "requests": sent, "canary_requests": seen, "errors": stats.get("errors", 0),
             "client_errors": stats.get("client_errors", 0), "error_rate": stats.get("error_rate", 0.0),
             "p95_s": stats.get("p95_s"), "quality": quality, "stopped": stopped, "passed": not problems,
-            "problems": problems}
+            "problems": problems, "ended_early": early}
     if echo:
         p95 = f"{step['p95_s']:.1f} s" if step["p95_s"] is not None else "-"
         print(f"  canary {weight:>3}%: {seen} of {sent} requests on {slot}; errors {step['error_rate']:.0%}, "
-              f"p95 {p95}, quality {quality:.0%}  {'✅' if not problems else '❌ ' + '; '.join(problems)}",
+              f"p95 {p95}, quality {quality:.0%}  {'✅' if not problems else '❌ ' + '; '.join(problems)}"
+              + (f" (ended after {seen} of {min_requests} answers: the SLO could no longer hold)" if early else ""),
               flush=True)
     return step
 
@@ -990,18 +1015,19 @@ def smoke(environment: str, *, question: str = "What are your customer support o
 
 def integration(environment: str, *, sample: int = 3, redteam: int = 0, max_latency_s: float = 60.0,
                 min_retrieval: float = 0.8, folder: str | Path | None = None) -> SmokeResult:
-    """Integration tests through the environment's router: ``sample`` CI golden questions must each answer
+    """Integration tests through the environment's router: ``sample`` CI golden questions (stratified by
+    category) must each answer
     HTTP 200 with the full reply shape, cite only retrieved articles, and retrieve a supporting article
     (share at least ``min_retrieval``); the slowest answer must be within ``max_latency_s``. ``redteam`` attack
     prompts must be answered without a server error; their replies are saved for human review (UAT) in
     ``<deployments>/<env>.redteam.jsonl`` — the 135M model's refusals are not reliable enough to gate on."""
-    from .golden import golden_dir, load_golden, load_redteam
+    from .golden import golden_dir, load_golden, load_redteam, sample_rows
 
     entry = load_state(folder)["environments"].get(environment)
     if not entry:
         raise DeployError(f"nothing is deployed to {environment}; run `llmops deploy --env {environment}` first.")
     result = SmokeResult(environment, entry["url"], kind="Integration test")
-    rows = load_golden(golden_dir() / "ci.jsonl")[:sample]
+    rows = sample_rows(load_golden(golden_dir() / "ci.jsonl"), sample)
     latencies, shaped, retrieved, failures = [], 0, 0, []
     for row in rows:
         started = time.perf_counter()

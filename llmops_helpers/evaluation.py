@@ -310,7 +310,7 @@ def run_evaluation(
 
     def evaluate(row: GoldenRow) -> dict:
         record: dict[str, Any] = {"id": row.id, "category": row.category, "difficulty": row.difficulty,
-                                  "question": row.question}
+                                  "question": row.question, "expected_intent": row.intent}
         started = time.perf_counter()
         try:
             output = app(row.question)
@@ -318,6 +318,7 @@ def run_evaluation(
             usage = output.get("usage") or {}
             record.update(answer=output.get("answer"), context_ids=output.get("context_ids"),
                           cited_ids=output.get("cited_ids"), intent=output.get("intent"),
+                          prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"),
                           total_tokens=usage.get("total_tokens"),
                           cost_usd=usage.get("cost_usd"))
             scores, reasons, judge_errors = score_output(row, output, evaluators, judges, judge_connection,
@@ -405,13 +406,17 @@ def rescore(
 
 
 def run_frame(out_dir: str | Path):
-    """A run's rows as a table: one row a question, with its scores, latency, tokens, cost and error."""
+    """A run's rows as a table: one row a question, with its scores, latency, tokens, cost (and what the same
+    tokens would cost on a hosted model, :data:`~llmops_helpers.metering.SHADOW_MODEL`) and error."""
     import pandas as pd
+
+    from .metering import SHADOW_COLUMN, shadow_cost
 
     records = []
     for r in read_rows(Path(out_dir) / "rows.jsonl"):
-        record = {k: r.get(k) for k in ("id", "category", "question", "answer", "latency_s", "total_tokens",
-                                        "cost_usd", "error")}
+        record = {k: r.get(k) for k in ("id", "category", "question", "answer", "intent", "expected_intent",
+                                        "latency_s", "total_tokens", "cost_usd", "error")}
+        record[SHADOW_COLUMN] = shadow_cost(r.get("prompt_tokens"), r.get("completion_tokens"))
         record.update(r.get("scores") or {})
         records.append(record)
     return pd.DataFrame.from_records(records)
@@ -422,6 +427,58 @@ def runs_frame(runs: dict[str, str | Path]):
     import pandas as pd
 
     return pd.concat([run_frame(folder).assign(variant=name) for name, folder in runs.items()], ignore_index=True)
+
+
+def intent_confusion(expected, predicted):
+    """Expected intent (rows) against the classifier's intent (columns), as counts: where a single accuracy
+    hides *how* a classifier is wrong (a model that answers "billing" to everything scores the share of billing
+    rows). Every intent of :data:`~llmops_helpers.golden.INTENTS` gets a row and a column; an empty or unknown
+    prediction is counted under its own column."""
+    import pandas as pd
+
+    from .golden import INTENTS
+
+    predicted = [p if p else "(none)" for p in predicted]
+    columns = list(INTENTS) + sorted({p for p in predicted if p not in INTENTS})
+    table = pd.crosstab(pd.Series(list(expected), name="expected"), pd.Series(predicted, name="predicted"))
+    return table.reindex(index=list(INTENTS), columns=columns, fill_value=0)
+
+
+def intent_by_category(frame):
+    """Intent accuracy per golden category from a table with ``category``, ``expected_intent`` and ``intent``
+    columns (:func:`run_frame`): rows, correct, accuracy — where a routing change should (and should not) move."""
+    scored = frame.dropna(subset=["intent", "expected_intent"]).assign(
+        correct=lambda f: (f["intent"] == f["expected_intent"]).astype(int))
+    table = scored.groupby("category", sort=False).agg(rows=("correct", "size"), correct=("correct", "sum"))
+    return table.assign(accuracy=(table["correct"] / table["rows"]).round(2))
+
+
+def plot_intent_confusion(expected, predicted, title: str = "", ax: Any = None):
+    """The confusion matrix as a heat map with counts in the cells; the diagonal is what the classifier got
+    right. The title says the accuracy and which intent it predicted most, so a one-label classifier shows."""
+    import matplotlib.pyplot as plt
+
+    table = intent_confusion(expected, predicted)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.2, 4.2))
+    ax.imshow(table.values, cmap="Blues", vmin=0, vmax=max(1, int(table.values.max())))
+    ax.set_xticks(range(len(table.columns)), table.columns, rotation=30, ha="right")
+    ax.set_yticks(range(len(table.index)), table.index)
+    ax.set_xlabel("the classifier said")
+    ax.set_ylabel("the golden row expects")
+    top = int(table.values.max()) or 1
+    for i in range(len(table.index)):
+        for j in range(len(table.columns)):
+            value = int(table.values[i, j])
+            ax.text(j, i, str(value), ha="center", va="center", fontsize=9,
+                    color="white" if value > top / 2 else ("black" if value else "#bbbbbb"))
+    total = int(table.values.sum())
+    right = sum(int(table.at[i, i]) for i in table.index if i in table.columns)
+    said = table.sum(axis=0)
+    most = said.idxmax() if total else "-"
+    ax.set_title(title or f"Intent: {right} of {total} right; '{most}' said {int(said.max())} times")
+    ax.figure.tight_layout()
+    return ax
 
 
 def plot_run(out_dir: str | Path, title: str = ""):
@@ -490,26 +547,30 @@ def evaluate_support_agent(
     data: str | Path, out_dir: str | Path, *, variant: str = "", sample: int | None = None,
     judges: tuple[str, ...] = ("groundedness",), concurrency: int | None = None, top_k: int = 0,
     extra_evaluators: dict[str, Evaluator] | None = None, fresh: bool = False, progress: bool = True,
-    flow_dir: str | Path | None = None, cache: str | Path | None = None,
+    flow_dir: str | Path | None = None, cache: str | Path | None = None, categories: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """The kit's standard evaluation of the sample app (what ``llmops eval`` runs); ``cache`` reuses an
+    """The kit's standard evaluation of the sample app (what ``llmops eval`` runs) on ``sample`` rows stratified
+    by category (:func:`~llmops_helpers.golden.sample_rows`; ``categories`` keeps only those); ``cache`` reuses an
     evaluation of identical content (see :func:`run_evaluation`); ``flow_dir`` evaluates
     another copy of the flow, e.g. the target branch's (see :func:`flow_at_ref`). ``variant`` (the answer
     prompt) and ``top_k`` override the flow's ``config.yaml``; left empty, the flow runs as configured, which is
     what a pipeline must evaluate."""
     from .artifacts import flow_digest
     from .flows import import_flow_entry, load_flow_module, support_agent_dir
-    from .golden import load_golden
+    from .golden import describe_sample, load_golden, sample_rows
     from .judges import judge_connection as make_judge_connection
 
-    rows = load_golden(data)[: sample or None]
+    every = load_golden(data)
+    rows = sample_rows(every, sample, categories)
     module = load_flow_module(flow_dir) if flow_dir else import_flow_entry()
     agent = module.SupportAgent(prompt_variant=variant, top_k=top_k)
     prompt_file = Path(flow_dir or support_agent_dir()) / "prompts" / f"answer_{agent.config['prompt_variant']}.prompty"
     local = agent.llm.provider == "local"
     metadata = {"dataset": str(data), "dataset_hash": file_hash(data), "variant": agent.config["prompt_variant"],
                 "prompt_hash": file_hash(prompt_file), "provider": agent.llm.provider, "model": agent.llm.model,
-                "top_k": agent.config["top_k"], "sample": len(rows), "flow": str(flow_dir or support_agent_dir()),
+                "top_k": agent.config["top_k"], "sample": len(rows),
+                "rows": describe_sample(rows, len(every)), "categories": list(categories),
+                "flow": str(flow_dir or support_agent_dir()),
                 "flow_digest": flow_digest(flow_dir or support_agent_dir()),  # what a build checks it packages
                 "knowledge_base_hash": _knowledge_base_hash(agent)}
     return run_evaluation(rows, out_dir, agent, evaluators={**DEFAULT_EVALUATORS, **(extra_evaluators or {})},

@@ -25,11 +25,21 @@ STAGE_COLOURS = {
 }
 
 
-def course_map(path: Path | None = None):
-    """Draw the lifecycle loop with the labs under each stage; save to ``path`` if given. Returns the figure."""
+def coming_labs(solutions: Path | None = None) -> list[str]:
+    """The labs of :data:`COURSE` that have no notebook in ``solutions/`` yet: the course map and the README mark
+    them "coming", so nobody is promised a lab that is not there."""
+    folder = solutions or kit_root() / "solutions"
+    have = {path.name[:2] for path in folder.glob("[0-9][0-9]_*.ipynb")}
+    return [lab for lab, _, _ in COURSE if lab not in have]
+
+
+def course_map(path: Path | None = None, coming: list[str] | None = None):
+    """Draw the lifecycle loop with the labs under each stage; a lab in ``coming`` (default:
+    :func:`coming_labs`) is drawn dashed and grey, marked "coming". Save to ``path`` if given; returns the figure."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
+    coming = coming_labs() if coming is None else coming
     stages = list(STAGE_COLOURS)
     fig, ax = plt.subplots(figsize=(12, 5.2), dpi=100)
     ax.set_xlim(0, 12)
@@ -45,10 +55,14 @@ def course_map(path: Path | None = None):
         labs = [c for c in COURSE if c[2] == stage]
         for j, (lab, title, _) in enumerate(labs):
             y = top - 1.35 - j * 0.9
-            ax.add_patch(FancyBboxPatch((x, y), width, 0.7, boxstyle="round,pad=0.04", fc="white",
-                                        ec=STAGE_COLOURS[stage], lw=2))
-            ax.text(x + width / 2, y + 0.5, f"Lab {lab}", ha="center", va="center", fontsize=9, weight="bold")
-            ax.text(x + width / 2, y + 0.2, title, ha="center", va="center", fontsize=8.5)
+            later = lab in coming
+            ax.add_patch(FancyBboxPatch((x, y), width, 0.7, boxstyle="round,pad=0.04", fc="#f7f7f7" if later else
+                                        "white", ec="#aaaaaa" if later else STAGE_COLOURS[stage], lw=2,
+                                        ls="--" if later else "-"))
+            ax.text(x + width / 2, y + 0.5, f"Lab {lab}" + (" — coming" if later else ""), ha="center", va="center",
+                    fontsize=9, weight="bold", color="#888888" if later else "black")
+            ax.text(x + width / 2, y + 0.2, title, ha="center", va="center", fontsize=8.5,
+                    color="#888888" if later else "black")
         if i < len(stages) - 1:
             ax.add_patch(FancyArrowPatch((x + width + 0.05, top - 0.27), (x + width + gap - 0.05, top - 0.27),
                                          arrowstyle="-|>", mutation_scale=16))

@@ -228,8 +228,11 @@ def side_by_side(runs: dict[str, Any], columns: tuple[str, ...] = ("answer",)):
 
 
 def run_summary(runs: dict[str, Any]):
-    """Mean tokens, latency and cost per run: what a team compares before choosing a variant."""
+    """Mean tokens, latency and cost per run: what a team compares before choosing a variant (with what the same
+    tokens would cost on a hosted model, since the embedded one is free)."""
     import pandas as pd
+
+    from .metering import SHADOW_MODEL, shadow_cost
 
     rows = {}
     for label, d in runs.items():
@@ -238,6 +241,9 @@ def run_summary(runs: dict[str, Any]):
             "prompt tokens (mean)": d["usage.prompt_tokens"].mean(),
             "answer tokens (mean)": d["usage.completion_tokens"].mean(),
             "latency s (mean)": d["timings.total"].mean(), "cost USD (total)": d["usage.cost_usd"].sum(),
+            f"same tokens on {SHADOW_MODEL} (USD, total)": sum(
+                shadow_cost(p, c) or 0.0 for p, c in zip(d["usage.prompt_tokens"], d["usage.completion_tokens"],
+                                                          strict=True)),
         }
     return pd.DataFrame(rows).T
 

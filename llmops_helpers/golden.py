@@ -248,21 +248,84 @@ def load_redteam(path: str | Path | None = None) -> list[RedTeamRow]:
     return rows
 
 
+def _by_difficulty(members: list[GoldenRow], index: int) -> list[GoldenRow]:
+    """A category's rows in the order a sample takes them: by id, taking difficulties in turn (the turn starts
+    at a different difficulty for each category ``index``, so every difficulty shows up in a small sample)."""
+    members = sorted(members, key=lambda r: r.id)
+    by_difficulty = {d: [r for r in members if r.difficulty == d] for d in DIFFICULTIES}
+    order = DIFFICULTIES[index % 3:] + DIFFICULTIES[: index % 3]
+    ordered: list[GoldenRow] = []
+    while len(ordered) < len(members):
+        for difficulty in order:
+            if by_difficulty[difficulty]:
+                ordered.append(by_difficulty[difficulty].pop(0))
+    return ordered
+
+
 def stratified_subset(rows: list[GoldenRow], per_category: int = 2) -> list[GoldenRow]:
     """A small subset with ``per_category`` rows from each category, mixing difficulties, chosen by id order
     so it is stable across runs (what CI evaluates)."""
     chosen = []
     for index, category in enumerate(CATEGORIES):
-        members = sorted((r for r in rows if r.category == category), key=lambda r: r.id)
-        by_difficulty = {d: [r for r in members if r.difficulty == d] for d in DIFFICULTIES}
-        order = DIFFICULTIES[index % 3:] + DIFFICULTIES[: index % 3]  # rotate, so every difficulty shows up
-        picked: list[GoldenRow] = []
-        while len(picked) < min(per_category, len(members)):
-            for difficulty in order:
-                if by_difficulty[difficulty] and len(picked) < per_category:
-                    picked.append(by_difficulty[difficulty].pop(0))
-        chosen.extend(picked)
+        chosen.extend(_by_difficulty([r for r in rows if r.category == category], index)[:per_category])
     return chosen
+
+
+def sample_rows(rows: list[GoldenRow], n: int | None = None, categories: tuple[str, ...] | list[str] = ()
+                ) -> list[GoldenRow]:
+    """``n`` rows stratified by category — what ``--sample N``, ``EVAL_SAMPLE`` and the labs' ``sample_size``
+    evaluate. Categories take turns (in :data:`~llmops_helpers.knowledge.CATEGORIES` order), each giving its next
+    row by id with difficulties mixed, so 9 rows cover the 9 categories and the same ``n`` always picks the same
+    rows. The rows come back in file order. ``categories`` keeps only those categories first (the rows a change
+    touches); ``n`` of None or 0, or at least the rows left, takes them all."""
+    categories = tuple(c.strip() for c in categories if c.strip())
+    unknown = [c for c in categories if c not in CATEGORIES]
+    if unknown:
+        raise LLMOpsError(f"unknown categor{'ies' if len(unknown) > 1 else 'y'} {', '.join(map(repr, unknown))}: "
+                          f"use some of {', '.join(CATEGORIES)} (comma-separated), or none for every category.")
+    pool = [r for r in rows if r.category in categories] if categories else list(rows)
+    if categories and not pool:
+        raise LLMOpsError(f"no golden row has the categor{'ies' if len(categories) > 1 else 'y'} "
+                          f"{', '.join(categories)}: check the data file, or drop the category filter.")
+    if n is not None and n < 0:
+        raise LLMOpsError(f"sample size {n} is negative: give a number of rows (0 or nothing means all).")
+    if not n or n >= len(pool):
+        return pool
+    queues = [_by_difficulty([r for r in pool if r.category == c], i) for i, c in enumerate(CATEGORIES)]
+    queues = [q for q in queues if q]
+    chosen: set[str] = set()
+    while len(chosen) < n:
+        for queue in queues:
+            if queue and len(chosen) < n:
+                chosen.add(queue.pop(0).id)
+    return [r for r in pool if r.id in chosen]
+
+
+def describe_sample(sample: list[GoldenRow], total: int) -> str:
+    """One line that says which rows ran: '6 of 18 rows, stratified: plans 1, roaming 1, ... (ids)'."""
+    counts: dict[str, int] = {}
+    for row in sample:
+        counts[row.category] = counts.get(row.category, 0) + 1
+    spread = ", ".join(f"{c} {k}" for c, k in counts.items())
+    kind = "all" if len(sample) == total else "stratified by category"
+    return f"{len(sample)} of {total} rows ({kind}: {spread}): {', '.join(r.id for r in sample)}"
+
+
+def relabel_intent(text: str, intent: str, *, categories: tuple[str, ...] = (), ids: tuple[str, ...] = ()) -> str:
+    """The JSONL ``text`` of a golden file with ``intent`` set on the rows of ``categories`` and the rows ``ids``:
+    what a routing change must do to the ground truth, in the same pull request. Other lines stay byte for byte;
+    a changed line is written as the kit writes rows (``json.dumps``, UTF-8 kept)."""
+    if intent not in INTENTS:
+        raise LLMOpsError(f"intent {intent!r} is not one of {', '.join(INTENTS)}.")
+    lines = text.splitlines(keepends=True)
+    for number, line in enumerate(lines):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if (row.get("category") in categories or row.get("id") in ids) and row.get("intent") != intent:
+            ending = line[len(line.rstrip("\r\n")):]
+            lines[number] = json.dumps({**row, "intent": intent}, ensure_ascii=False) + ending
+    return "".join(lines)
 
 
 def golden_frame(rows: list[GoldenRow]):

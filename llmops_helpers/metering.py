@@ -1,7 +1,7 @@
 """Per-call records (latency, tokens, estimated cost, errors) and the price table behind the cost.
 
 Every request made through a client from :func:`llmops_helpers.connect` lands in a :class:`Meter`; Lab 00
-shows one record, Lab 07 turns the stream of them into dashboards and alerts."""
+shows one record; Lab 07 (coming) will turn the stream of them into dashboards and alerts."""
 
 from __future__ import annotations
 
@@ -36,6 +36,23 @@ def lookup_price(model: str | None) -> tuple[float, float] | None:
         return table[name]
     prefixes = [key for key in table if name.startswith(key)]
     return table[max(prefixes, key=len)] if prefixes else None
+
+
+#: A named hosted model whose list price (``prices.json``) the labs show beside the embedded model's $0: the same
+#: tokens cost money on a service. Token counts come from the model that ran, so the figure is an estimate.
+SHADOW_MODEL = "gpt-4o-mini"
+SHADOW_COLUMN = f"same tokens on {SHADOW_MODEL} (USD)"
+
+
+def shadow_cost(prompt_tokens: int | float | None, completion_tokens: int | float | None,
+                model: str = SHADOW_MODEL) -> float | None:
+    """What ``prompt_tokens`` in and ``completion_tokens`` out would cost on the hosted ``model`` at its list price
+    (``None`` when a count or the price is unknown): the embedded model is free, and this says what it saves."""
+    price = lookup_price(model)
+    if price is None or prompt_tokens is None or prompt_tokens != prompt_tokens:  # None or NaN
+        return None
+    completion = completion_tokens if completion_tokens == completion_tokens else 0  # NaN: unknown, count none
+    return (prompt_tokens * price[0] + (completion or 0) * price[1]) / 1_000_000
 
 
 def estimate_cost(

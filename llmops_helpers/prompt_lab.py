@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .knowledge import Document
-from .metering import estimate_cost
+from .metering import SHADOW_COLUMN, estimate_cost, shadow_cost
+from .tables import full_text
 
 ROLE = ("You are the 24/7 virtual support agent of Contoso Mobile, a mobile network operator. "
         "Be polite and answer in at most three sentences.")
@@ -112,16 +113,22 @@ def run_variants(
             estimate_cost(llm.provider, response.model, usage.prompt_tokens, usage.completion_tokens),
             simple_checks(answer, question["question"], docs, question.get("expected_ids", [])),
         ).row())
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if not frame.empty:  # the embedded model is free: show what the same tokens would cost on a hosted model
+        frame[SHADOW_COLUMN] = [shadow_cost(p, c) for p, c in zip(frame["prompt_tokens"], frame["completion_tokens"],
+                                                                   strict=True)]
+    return frame
 
 
 def summarize_variants(results):
-    """Per-variant means: the table Lab 01 charts."""
-    return results.groupby("variant", sort=False).agg(
+    """Per-variant means: the table Lab 01 charts (with what an answer's tokens would cost on a hosted model)."""
+    extra = {"shadow_cost_usd": (SHADOW_COLUMN, "mean")} if SHADOW_COLUMN in results else {}
+    summary = results.groupby("variant", sort=False).agg(
         cites_expected=("cites_expected", "mean"), invented_numbers=("invented_numbers", "mean"),
         harm_flags=("harm_flag", "sum"), prompt_tokens=("prompt_tokens", "mean"),
-        completion_tokens=("completion_tokens", "mean"), latency_s=("latency_s", "mean"),
+        completion_tokens=("completion_tokens", "mean"), latency_s=("latency_s", "mean"), **extra,
     )
+    return summary.rename(columns={"shadow_cost_usd": SHADOW_COLUMN})
 
 
 def compare_prompts(llm: Any, system_a: str, system_b: str, question: str, docs: list[Document],
@@ -140,6 +147,7 @@ def compare_prompts(llm: Any, system_a: str, system_b: str, question: str, docs:
             "answer": answer, "prompt tokens": response.usage.prompt_tokens,
             "answer tokens": response.usage.completion_tokens, "latency (s)": round(seconds, 2),
             "cost (USD)": cost,
+            SHADOW_COLUMN: shadow_cost(response.usage.prompt_tokens, response.usage.completion_tokens),
         }
     return pd.DataFrame(columns)
 
@@ -170,7 +178,7 @@ class PromptPlayground:
                                        self.retrieve(self.question.value))
         self.output.clear_output()
         with self.output:
-            display(self.results)
+            display(full_text(self.results))  # the answers whole, wrapped: they are the point of the comparison
         return self.results
 
     def _ipython_display_(self):

@@ -173,3 +173,10 @@ def test_eval_fails_when_rows_errored(openai_env, tmp_path):
     error = run.stderr.strip().splitlines()[-1]
     assert error.startswith("error: 2 of 2 rows errored") and str(out / "rows.jsonl") in error, error
     assert "HTTP 500" in error and "--fresh" in error
+
+
+def test_eval_with_a_mistyped_category_or_a_negative_sample_is_one_paragraph(tmp_path):
+    run = llmops("eval", "--categories", "roaming,roming", "--sample", "2", "--out", str(tmp_path / "run"))
+    assert_one_paragraph(run, "unknown category 'roming'", "plans, roaming, billing")
+    assert not (tmp_path / "run").exists()  # refused before any model starts or any folder is made
+    assert_one_paragraph(llmops("eval", "--sample", "-1", "--out", str(tmp_path / "run")), "negative")

@@ -119,3 +119,28 @@ def test_runs_of_other_rows_are_not_compared(tmp_path):
     assert run.returncode == 2 and "not comparable" in run.stderr and "number of rows: candidate 2, baseline 18" in \
         run.stderr and "Traceback" not in run.stderr
     assert not (cand / "compare").exists()
+
+
+def test_the_report_shows_intent_by_category_against_the_candidates_labels(tmp_path):
+    def routes(roaming_to):
+        truth = {r.question: r for r in ROWS}
+
+        def answer(question):
+            row = truth[question]
+            intent = roaming_to if row.category == "roaming" else row.intent
+            return {"answer": row.ground_truth, "context_ids": list(row.context_ids), "intent": intent,
+                    "usage": {"total_tokens": 50, "cost_usd": 0.0}}
+        return answer
+
+    run_evaluation(ROWS, tmp_path / "base", routes("billing"), progress=False)
+    run_evaluation(ROWS, tmp_path / "cand", routes("technical"), progress=False)
+    comparison = compare_runs(tmp_path / "base", tmp_path / "cand")
+    roaming = comparison.intent_by_category["roaming"]
+    expected_right = sum(r.category == "roaming" and r.intent == "billing" for r in ROWS)
+    assert roaming["rows"] == 2 and roaming["base"] == expected_right and roaming["candidate"] == 2 - expected_right
+    assert roaming["candidate_said"] == {"technical": 2}
+    assert comparison.intent_by_category["plans"] == {"rows": 2, "base": 2, "candidate": 2,
+                                                      "base_said": {"sales": 2}, "candidate_said": {"sales": 2}}
+    text = to_markdown(comparison)
+    assert "### Intent by category" in text
+    assert f"| roaming | {expected_right}/2 | {2 - expected_right}/2 | technical 2 |" in text

@@ -152,3 +152,48 @@ def test_custom_evaluator_check_accepts_the_reference_and_explains_mistakes():
         check_custom_evaluator(lambda row, output: True)
     with pytest.raises(ExerciseNotDone, match="raised KeyError"):
         check_custom_evaluator(lambda row, output: output["text"])
+
+
+def test_the_canary_exercise_text_its_check_and_its_reference_answer_agree():
+    """Lab 06 asks for 'at most 5% errors' and 'at least half of the sampled answers good'; the reference answer
+    must state exactly those limits and pass its own check."""
+    from llmops_helpers.deploy import CanarySLO
+    from llmops_helpers.exercises import CANARY_MAX_ERROR_RATE, CANARY_MIN_QUALITY, check_canary_slo
+
+    nb = course.read(KIT / "solutions" / "06_automate.ipynb")
+    cells = ["".join(c.source) for c in nb.cells]
+    asked = next(text for text in cells if text.startswith("## 6. Canary"))
+    assert f"at most {CANARY_MAX_ERROR_RATE:.0%} errors" in asked and CANARY_MIN_QUALITY == 0.5
+    assert "at least half of the sampled answers good" in asked
+    namespace = {"CanarySLO": CanarySLO}
+    exec(course.reference_code("06_automate", "canary_slo"), namespace)  # noqa: S102 (the kit's own answer)
+    slo = namespace["slo"]
+    assert (slo.max_error_rate, slo.min_quality) == (CANARY_MAX_ERROR_RATE, CANARY_MIN_QUALITY)
+    assert check_canary_slo(slo).startswith("✅")
+    with pytest.raises(ExerciseNotDone, match="at most 5%"):
+        check_canary_slo(CanarySLO(max_error_rate=0.1))
+    with pytest.raises(ExerciseNotDone, match="at least half"):
+        check_canary_slo(CanarySLO(max_error_rate=0.05, min_quality=0.4))
+
+
+def test_labs_that_do_not_exist_yet_are_marked_coming_wherever_they_are_named():
+    """The course map, the README and every lab may name Lab 04 or 07 only as 'coming' until its notebook exists."""
+    import re
+
+    from llmops_helpers.figures import COURSE, coming_labs
+
+    coming = coming_labs()
+    assert coming == [lab for lab, _, _ in COURSE if not list((KIT / "solutions").glob(f"{lab}_*.ipynb"))]
+    texts = {str(path.relative_to(KIT)): path.read_text(encoding="utf-8") for path in
+             [KIT / "README.md", KIT / "data" / "README.md", *(KIT / "llmops_helpers").glob("*.py")]}
+    for path in sorted((KIT / "solutions").glob("*.ipynb")):
+        texts[str(path.relative_to(KIT))] = "\n".join("".join(c.source) for c in course.read(path).cells)
+    unmarked = []
+    for lab in coming:
+        for name, text in texts.items():
+            for match in re.finditer(rf"Labs? (?:\d\d[–-])?{lab}\b", text):
+                if "coming" not in text[match.start(): match.end() + 40]:
+                    unmarked.append(f"{name}: ...{text[match.start(): match.end() + 40]!r}")
+        row = re.search(rf"^\| {lab} [^|]+\|[^|]+\| (.*)$", texts["README.md"], re.M)
+        assert row and row.group(1).startswith("*coming*"), f"README's table row for Lab {lab}"
+    assert not unmarked, "name a lab that does not exist yet as 'Lab NN (coming)':\n" + "\n".join(unmarked)

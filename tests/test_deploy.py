@@ -130,10 +130,12 @@ def test_a_broken_canary_is_rolled_back_automatically(place):
     broken_flow = _variant(place, "broken", lambda text: text.replace("  dev: {}", '  dev:\n    temperature: "zero"'))
     broken = build_artifact("1.0.1", flow_dir=broken_flow)
     deploy(good.ref, "dev", port=0)
-    outcome = deploy(broken.ref, "dev", port=0, strategy="canary", canary_steps=(50, 100), min_requests=1)
+    outcome = deploy(broken.ref, "dev", port=0, strategy="canary", canary_steps=(50, 100), min_requests=2)
     assert outcome["rolled_back"] and "error rate 100%" in outcome["reason"]
     assert [step["weight"] for step in outcome["steps"]] == [50]
+    # the first failed answer already breaks the 0% error budget: the step ends there, not after 2 answers
     assert outcome["steps"][0]["canary_requests"] == 1 and outcome["steps"][0]["errors"] == 1
+    assert outcome["steps"][0]["ended_early"]
     # users are back on the good artifact, and the broken slot is gone
     entry = status()["dev"]
     assert entry["running"] and entry["digest"] == good.digest and set(entry["slots"]) == {"blue"}
@@ -167,10 +169,15 @@ def test_plot_rollouts_and_the_canary_slo_exercise():
     import matplotlib
 
     matplotlib.use("Agg")
-    from llmops_helpers.deploy import CanarySLO, plot_rollouts
+    from llmops_helpers.deploy import CanarySLO, cannot_hold, plot_rollouts
     from llmops_helpers.errors import ExerciseNotDone
     from llmops_helpers.exercises import check_canary_slo
 
+    slo = CanarySLO(max_error_rate=0.05, min_quality=0.5)
+    assert cannot_hold(1, 1, 0, 2, slo)  # 1 failure of 2 answers is 50% > 5%, whatever comes next
+    assert not cannot_hold(1, 0, 0, 2, slo)  # a wrong answer, but 1 of 2 good is still possible
+    assert cannot_hold(3, 0, 0, 4, slo) and not cannot_hold(3, 0, 1, 4, slo)  # quality: 0 + 1 < 2, 1 + 1 >= 2
+    assert cannot_hold(1, 1, 1, 40, slo) is False  # 1 failure of 40 is 2.5%: wait for the rest
     step = {"weight": 50, "error_rate": 1.0, "quality": 0.0, "p95_s": 0.1, "passed": False}
     assert plot_rollouts({"broken": {"steps": [step], "rolled_back": True}}).get_title()
     assert "✅" in check_canary_slo(CanarySLO())

@@ -73,7 +73,8 @@ def test_summary_of_nothing():
 def test_eval_command_on_the_real_agent_then_gate(tmp_path):
     out = tmp_path / "run"
     (tmp_path / "my_evals.py").write_text("def has_answer(row, output):\n    return float(bool(output['answer']))\n")
-    run = subprocess.run([sys.executable, "-m", "llmops_helpers.cli", "eval", "--sample", "1", "--judges",
+    run = subprocess.run([sys.executable, "-m", "llmops_helpers.cli", "eval", "--sample", "1", "--categories",
+                          "roaming", "--judges",
                           "groundedness", "--out", str(out),
                           "--evaluator", f"answered={tmp_path}/my_evals.py:has_answer"],
                          capture_output=True, text=True, timeout=600, check=False)
@@ -84,6 +85,8 @@ def test_eval_command_on_the_real_agent_then_gate(tmp_path):
     assert summary["n_errors"] == 0  # the JSON schema keeps even the tiny judge's replies parseable
     assert {"token_f1", "key_fact_recall", "judge_groundedness", "latency_p95_s", "answered"} <= set(summary["metrics"])
     assert meta["provider"] == "local" and meta["prompt_hash"] and meta["dataset_hash"] and meta["variant"]
+    assert meta["rows"].startswith("1 of 18 rows (stratified by category: roaming 1): g-a0")
+    assert f"Rows: {meta['rows']}" in run.stdout and meta["categories"] == ["roaming"]
     rules = tmp_path / "slo.yaml"
     rules.write_text("max_error_rate: 1.0\nslos:\n  - metric: latency_p95_s\n    max: 600\n")
     gate = subprocess.run([sys.executable, "-m", "llmops_helpers.cli", "gate", "--rules", str(rules),
@@ -328,3 +331,26 @@ def test_the_cache_keeps_no_errored_run_and_replaces_a_damaged_entry(tmp_path, c
     # a run that records no flow digest cannot be told apart from another: it is never cached
     run_evaluation(ROWS[:2], tmp_path / "d", app, metadata={"model": "m"}, cache=tmp_path / "none", progress=False)
     assert not (tmp_path / "none").exists()
+
+
+def test_the_intent_confusion_matrix_shows_a_one_label_classifier(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from llmops_helpers.evaluation import intent_by_category, intent_confusion, plot_intent_confusion, run_frame
+
+    class AlwaysBilling(OracleApp):
+        def __call__(self, question):
+            return {**super().__call__(question), "intent": "billing"}
+
+    run_evaluation(ROWS, tmp_path / "run", AlwaysBilling(), progress=False)
+    frame = run_frame(tmp_path / "run")
+    table = intent_confusion(frame["expected_intent"], frame["intent"])
+    billing = sum(r.intent == "billing" for r in ROWS)
+    assert table.values.sum() == len(ROWS) and int(table["billing"].sum()) == len(ROWS)
+    assert int(table.at["billing", "billing"]) == billing and list(table.index)[0] == "billing"
+    by_category = intent_by_category(frame)
+    assert by_category["rows"].sum() == len(ROWS) and by_category["correct"].sum() == billing
+    ax = plot_intent_confusion(frame["expected_intent"], frame["intent"])
+    assert ax.get_title() == f"Intent: {billing} of {len(ROWS)} right; 'billing' said {len(ROWS)} times"
+    assert list(intent_confusion(["sales"], [""]).columns)[-1] == "(none)"

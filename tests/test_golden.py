@@ -182,3 +182,72 @@ def test_eval_refuses_a_bad_data_file_with_exit_2_before_any_model_call(tmp_path
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert "row 1: the file starts with a UTF-8 byte order mark (BOM)" in run.stderr
     assert not (tmp_path / "run" / "rows.jsonl").exists()
+
+
+def test_sample_rows_is_stratified_by_category_and_deterministic():
+    from llmops_helpers.golden import describe_sample, golden_dir, sample_rows
+    from llmops_helpers.knowledge import CATEGORIES
+
+    rows = load_golden()
+    nine = sample_rows(rows, 9)
+    assert sorted(r.category for r in nine) == sorted(CATEGORIES)  # the first N rows would all be "plans"
+    assert [r.id for r in sample_rows(rows, 9)] == [r.id for r in nine]  # same N, same rows
+    assert [r.id for r in nine] == [r.id for r in rows if r in nine]  # in file order
+    eleven = sample_rows(rows, 11)
+    assert {r.id for r in nine} < {r.id for r in eleven}  # a bigger sample extends a smaller one
+    counts = {c: sum(r.category == c for r in eleven) for c in CATEGORIES}
+    assert sorted(counts.values()) == [1] * 7 + [2] * 2
+    # the committed CI subset is what an 18-row sample of the golden set takes
+    ci = load_golden(golden_dir() / "ci.jsonl")
+    assert {r.id for r in sample_rows(rows, 18)} == {r.id for r in ci}
+    two = sample_rows(ci, 2)
+    assert [r.category for r in two] == ["plans", "roaming"]
+    assert sample_rows(ci, None) == ci and sample_rows(ci, 0) == ci and sample_rows(ci, 500) == ci
+    line = describe_sample(two, len(ci))
+    assert line.startswith("2 of 18 rows (stratified by category: plans 1, roaming 1): ") and two[1].id in line
+
+
+def test_sample_rows_by_category_and_its_mistakes():
+    from llmops_helpers.errors import LLMOpsError
+    from llmops_helpers.golden import golden_dir, sample_rows
+
+    ci = load_golden(golden_dir() / "ci.jsonl")
+    picked = sample_rows(ci, 3, ["roaming", " devices"])
+    assert len(picked) == 3 and {r.category for r in picked} == {"roaming", "devices"}
+    with pytest.raises(LLMOpsError, match=r"unknown category 'roming': use some of plans, roaming"):
+        sample_rows(ci, 2, ["roming"])
+    with pytest.raises(LLMOpsError, match="negative"):
+        sample_rows(ci, -1)
+
+
+def test_relabel_intent_changes_only_the_rows_it_names():
+    from llmops_helpers.errors import LLMOpsError
+    from llmops_helpers.golden import golden_dir, relabel_intent
+
+    path = golden_dir() / "golden.jsonl"
+    text = path.read_text(encoding="utf-8")
+    new = relabel_intent(text, "technical", categories=("roaming",), ids=("g-a068",))
+    before, after = text.splitlines(), new.splitlines()
+    changed = [(b, a) for b, a in zip(before, after, strict=True) if b != a]
+    rows = {json.loads(a)["id"]: json.loads(a) for _, a in changed}
+    assert all(r["intent"] == "technical" for r in rows.values()) and "g-a068" in rows
+    assert all(r["category"] == "roaming" for i, r in rows.items() if i != "g-a068")
+    assert {k: v for k, v in json.loads(changed[0][0]).items() if k != "intent"} == {
+        k: v for k, v in json.loads(changed[0][1]).items() if k != "intent"}
+    assert len(changed) == sum(1 for line in before if json.loads(line)["category"] == "roaming"
+                               and json.loads(line)["intent"] != "technical") + 1
+    assert new.endswith("\n") and relabel_intent(new, "technical", categories=("roaming",)) == new
+    with pytest.raises(LLMOpsError, match="not one of billing"):
+        relabel_intent(text, "roaming")
+
+
+def test_the_labs_sample_questions_take_turns_by_intent():
+    """Labs 01-02 answer the first N sample questions: N of them cover min(N, 5) intents."""
+    from llmops_helpers.flows import read_jsonl
+    from llmops_helpers.golden import INTENTS
+    from llmops_helpers.paths import kit_root
+
+    questions = read_jsonl(kit_root() / "data" / "sample_questions.jsonl", required=("id", "question", "intent"))
+    assert len(questions) == 12 and {q["intent"] for q in questions} <= set(INTENTS)
+    for n in range(1, len(INTENTS) + 1):
+        assert len({q["intent"] for q in questions[:n]}) == n

@@ -54,3 +54,15 @@ def test_jsonl_log(tmp_path):
     meter.finish(record)
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     assert rows[0]["latency_s"] == 0.5 and rows[0]["provider"] == "local"
+
+
+def test_the_shadow_price_says_what_the_free_tokens_would_cost_on_a_hosted_model():
+    from llmops_helpers.metering import SHADOW_MODEL, estimate_cost, lookup_price, shadow_cost
+
+    assert estimate_cost("local", "smollm2-135m-instruct", 600, 80) == 0.0
+    price_in, price_out = lookup_price(SHADOW_MODEL)
+    assert shadow_cost(600, 80) == (600 * price_in + 80 * price_out) / 1_000_000 > 0
+    assert shadow_cost(600, 80, model="gpt-4o") > shadow_cost(600, 80)
+    assert shadow_cost(None, 80) is None and shadow_cost(float("nan"), 1) is None
+    assert shadow_cost(600, float("nan")) == 600 * price_in / 1_000_000
+    assert shadow_cost(600, 80, model="no-such-model") is None

@@ -25,13 +25,22 @@ def full_text(frame: Any, wrap: list[str] | tuple[str, ...] | None = None, digit
                            f"{', '.join(map(str, frame.columns))}.")
 
     def number(value: Any) -> Any:
-        if not isinstance(value, float) or not math.isfinite(value) or value == 0:
-            return value if not isinstance(value, float) or value else "0"
+        if not isinstance(value, float) or not math.isfinite(value):
+            return value
+        if value.is_integer() and abs(value) < 1e15:
+            return f"{int(value)}"  # 54.0 tokens read as 54
         decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
         return f"{value:.{decimals}f}"  # 0.000124, 0.667, 5.03, 552: no exponent, small costs stay visible
 
+    import pandas as pd
+
     styler = frame.style.format(number, na_rep="–")
+    short = [c for c in frame.columns if c not in wrap]
+    if short:  # ids, labels and numbers stay on one line; the long text takes the width
+        styler = styler.set_properties(subset=short, **{"white-space": "nowrap"})
     styler = styler.set_properties(subset=list(wrap), **{"white-space": "pre-wrap", "text-align": "left",
-                                                         "min-width": "16em", "max-width": "46em"})
+                                                         "min-width": "22em", "max-width": "46em"})
+    if isinstance(frame.index, pd.RangeIndex):
+        styler = styler.hide(axis="index")  # 0, 1, 2 ... says nothing
     return styler.set_table_styles([{"selector": "th", "props": [("text-align", "left")]},
                                     {"selector": "td", "props": [("vertical-align", "top")]}])

@@ -13,8 +13,8 @@ def test_long_answers_are_shown_whole_and_wrapped_and_small_costs_stay_visible()
         html = full_text(frame).to_html()
     assert answer.strip() in html and "…" not in html  # the whole answer, not cut at 50 characters
     assert "pre-wrap" in html and "0.000124" in html and "–" in html
-    numbers = full_text(pd.DataFrame({"x": [5.025235, 552.0, 0.0, 0.6666, 8.01e-05]})).to_html()
-    for shown in (">5.03<", ">552<", ">0<", ">0.667<", ">0.0000801<"):
+    numbers = full_text(pd.DataFrame({"x": [5.025235, 552.0, 0.0, 0.6666, 8.01e-05, 54.5]})).to_html()
+    for shown in (">5.03<", ">552<", ">0<", ">0.667<", ">0.0000801<", ">54.5<"):
         assert shown in numbers
     assert full_text(frame).data is frame
     styled_columns = full_text(frame, wrap=["answer"]).to_html()

@@ -150,6 +150,15 @@ def _cell(text: Any) -> str:
     return re.sub(r"\s*[\r\n]+\s*", " ", str(text)).replace("|", "\\|")
 
 
+def _shadow_line(base: dict[str, Any], candidate: dict[str, Any]) -> list[str]:
+    """When the runs' model was free (cost 0), one line on what the same tokens would cost on a hosted model."""
+    b, c = base.get("shadow_cost") or {}, candidate.get("shadow_cost") or {}
+    if not b or not c or (candidate["metrics"].get("cost_per_request_usd") or 0) > 0:
+        return []
+    return [f"Cost: this model is free; the same tokens on {c['model']} would cost "
+            f"${_f(b['per_request_usd'])} (baseline) → ${_f(c['per_request_usd'])} (candidate) per answer.", ""]
+
+
 def to_markdown(comparison: Comparison, gate_markdown: str = "", limit: int = GITHUB_COMMENT_LIMIT - 1_000) -> str:
     """A PR-comment report, trimmed (worse rows first) to stay under GitHub's comment limit."""
     b, c = comparison.base_summary, comparison.candidate_summary
@@ -157,6 +166,7 @@ def to_markdown(comparison: Comparison, gate_markdown: str = "", limit: int = GI
         "## Evaluation: candidate vs baseline", "",
         f"Rows: baseline {b.get('n_rows')} ({b.get('n_errors')} errors), candidate {c.get('n_rows')} "
         f"({c.get('n_errors')} errors). Intervals: paired bootstrap, 95%.", "",
+        *_shadow_line(b, c),
         "| metric | baseline | candidate | delta | 95% interval | |", "|---|---|---|---|---|---|",
     ]
     for d in comparison.deltas:

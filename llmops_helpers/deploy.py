@@ -558,14 +558,14 @@ def _canary_step(url: str, slot: str, weight: int, min_requests: int, traffic, s
     the router's view of the slot is read at the end, so a slot that dies ends the step at once with the real
     reason. Only server-side failures count as errors; the router tracks client errors (4xx) apart.
     ``headers`` carry the router's admin token."""
+    from tqdm.auto import tqdm
+
     http_json(url + "/_router/reset", {}, timeout=10, headers=headers)
     good = seen = sent = failed = 0
     early = False
     limit = min_requests * max(1, round(100 / weight)) + 2
     watch = _SlotWatch(slot, slot_url) if slot_url else None
     never = threading.Event()
-    from tqdm.auto import tqdm
-
     # a 10% step needs ~10 requests per answer on the new slot, a few seconds each: show every one
     bar = tqdm(total=min_requests, desc=f"canary {weight:>3}%", unit="answer", disable=not echo or None,
                bar_format="{desc}: {n}/{total} answers on the new slot |{bar}| {elapsed} {postfix}")
@@ -1016,11 +1016,11 @@ def smoke(environment: str, *, question: str = "What are your customer support o
 def integration(environment: str, *, sample: int = 3, redteam: int = 0, max_latency_s: float = 60.0,
                 min_retrieval: float = 0.8, folder: str | Path | None = None) -> SmokeResult:
     """Integration tests through the environment's router: ``sample`` CI golden questions (stratified by
-    category) must each answer
-    HTTP 200 with the full reply shape, cite only retrieved articles, and retrieve a supporting article
-    (share at least ``min_retrieval``); the slowest answer must be within ``max_latency_s``. ``redteam`` attack
-    prompts must be answered without a server error; their replies are saved for human review (UAT) in
-    ``<deployments>/<env>.redteam.jsonl`` — the 135M model's refusals are not reliable enough to gate on."""
+    category) must each answer HTTP 200 with the full reply shape, cite only retrieved articles, and retrieve a
+    supporting article (share at least ``min_retrieval``); the slowest answer must be within ``max_latency_s``.
+    ``redteam`` attack prompts must be answered without a server error; their replies are saved for human review
+    (UAT) in ``<deployments>/<env>.redteam.jsonl`` — the 135M model's refusals are not reliable enough to gate
+    on."""
     from .golden import golden_dir, load_golden, load_redteam, sample_rows
 
     entry = load_state(folder)["environments"].get(environment)

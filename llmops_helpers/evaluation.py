@@ -32,7 +32,7 @@ from . import metrics
 from .errors import ConfigError, DatasetError
 from .golden import GoldenRow
 from .knowledge import fingerprint, load_knowledge_base
-from .metering import percentile
+from .metering import SHADOW_MODEL, percentile, shadow_cost
 from .paths import git_output, kit_root, write_text_atomic
 
 Evaluator = Callable[[GoldenRow, dict], float]
@@ -119,7 +119,8 @@ def _drop_partial_last_line(path: Path) -> None:
 def summarize(rows: list[dict]) -> dict[str, Any]:
     """``summary.json``'s content from saved rows: metric means over rows that scored, error counts (rows that
     errored; rows where a judge failed, and failures per judge), latency percentiles, tokens and cost, the row ids,
-    and the same metric means per category. A judge's mean covers only the rows it scored."""
+    and the same metric means per category. A judge's mean covers only the rows it scored. ``shadow_cost`` says
+    what the same tokens would cost per answer on :data:`~llmops_helpers.metering.SHADOW_MODEL`."""
     scored = [r for r in rows if not r.get("error")]
     judge_failures: dict[str, int] = {}
     for r in scored:
@@ -142,8 +143,12 @@ def summarize(rows: list[dict]) -> dict[str, Any]:
         "tokens_total": sum(tokens) if tokens else None,
     }
     categories = sorted({r.get("category", "") for r in scored})
+    shadow = [shadow_cost(r.get("prompt_tokens"), r.get("completion_tokens")) for r in rows]
+    shadow = [cost for cost in shadow if cost is not None]
     return {
         "metrics": {**means(scored), **{k: v for k, v in operational.items() if v is not None}},
+        # not a metric (gates never see it): what the same tokens would cost on a hosted model, for reports
+        "shadow_cost": {"model": SHADOW_MODEL, "per_request_usd": statistics.fmean(shadow)} if shadow else None,
         "n_rows": len(rows), "n_errors": len(rows) - len(scored),
         "n_judge_errors": sum(1 for r in scored if r.get("judge_errors")), "judge_errors": judge_failures,
         "row_ids": sorted((r["id"] for r in rows if "id" in r), key=str),  # what a comparison must match
@@ -537,6 +542,76 @@ def load_evaluator(spec: str) -> tuple[str, Evaluator]:
     return name or function, fn
 
 
+INPUTS_FOLDER = "by-input"  # in a cache: input address -> content address, written by a run that was evaluated
+
+
+def _input_key(flow_folder: Path, data: str | Path, rows: list[GoldenRow], variant: str, top_k: int,
+               judges: tuple[str, ...], evaluators: list[str]) -> str | None:
+    """The address of an evaluation by what goes *in*, computed without importing the flow (promptflow takes
+    ~2.5 s to import) or starting a model (~1 s): the flow folder's digest (its code, config and prompts), the
+    articles it retrieves from, the data and row ids, the arguments, the agent environment, the provider's
+    settings (no key) and the kit's code. A run that was evaluated records which content address
+    (:func:`evaluation_key`) these inputs produced, so the same inputs find it again before anything starts.
+    None when an input cannot be read (the run then takes the ordinary path)."""
+    import yaml
+
+    from .artifacts import flow_digest
+    from .errors import LLMOpsError
+    from .settings import resolve_settings
+
+    try:
+        raw = yaml.safe_load((flow_folder / "config.yaml").read_text(encoding="utf-8")) or {}
+        environment = os.environ.get("SUPPORT_AGENT_ENV", "")
+        overlay = ((raw.get("environments") or {}).get(environment) or {}) if environment else {}
+        kb = {**raw, **overlay}.get("knowledge_base")
+        articles = fingerprint(load_knowledge_base(flow_folder / kb if kb else None))
+        settings = resolve_settings(None)
+        # the embedded model is named by its model; its URL changes with every start (not a different model)
+        endpoint = None if settings.provider == "local" else settings.base_url
+        identity = {"flow": flow_digest(flow_folder), "articles": articles, "data": file_hash(data),
+                    "rows": [row.id for row in rows], "variant": variant, "top_k": top_k, "judges": list(judges),
+                    "evaluators": sorted(evaluators), "agent_environment": environment, "kit": _kit_digest(),
+                    "provider": [settings.provider, settings.model, endpoint, settings.api_version]}
+    except (LLMOpsError, OSError, ValueError, AttributeError, yaml.YAMLError):
+        return None
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _reuse_by_inputs(cache: Path, inputs: str, out: Path, rows: list[GoldenRow], fresh: bool,
+                     metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """The cached evaluation that these inputs produced before, copied into ``out``; None when there is none (or
+    it is gone, damaged, or no longer matches the kit's code), so the caller evaluates as usual."""
+    alias = cache / INPUTS_FOLDER / inputs
+    if not alias.is_file():
+        return None
+    entry = cache / alias.read_text(encoding="utf-8").strip()
+    try:
+        cached = json.loads((entry / "metadata.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    meta = {**{k: v for k, v in cached.items() if k not in ("created", "reused_from")}, **metadata,
+            "git_sha": git_output("rev-parse", "HEAD") or None}
+    if evaluation_key(meta, rows) != entry.name:
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+    return _reuse_cached(entry, out, meta, rows)
+
+
+def _remember_inputs(cache: Path, inputs: str, out: Path, rows: list[GoldenRow]) -> None:
+    """After a run: note which content address these inputs produced, if that run is in the cache."""
+    try:
+        meta = json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    key = evaluation_key(meta, rows)
+    if key and (cache / key / "summary.json").is_file():
+        (cache / INPUTS_FOLDER).mkdir(parents=True, exist_ok=True)
+        write_text_atomic(cache / INPUTS_FOLDER / inputs, key + "\n")
+
+
 def _knowledge_base_hash(agent: Any) -> str | None:
     """The content hash of the articles the flow retrieves from, when it has a kit retriever (else None)."""
     docs = getattr(getattr(agent, "retriever", None), "docs", None)
@@ -562,22 +637,31 @@ def evaluate_support_agent(
 
     every = load_golden(data)
     rows = sample_rows(every, sample, categories)
+    evaluators = {**DEFAULT_EVALUATORS, **(extra_evaluators or {})}
+    flow_folder = Path(flow_dir or support_agent_dir())
+    inputs = _input_key(flow_folder, data, rows, variant, top_k, judges, list(evaluators)) if cache else None
+    per_run = {"dataset": str(data), "sample": len(rows), "rows": describe_sample(rows, len(every)),
+               "categories": list(categories), "flow": str(flow_folder)}
+    if inputs:  # seen before: copy it without importing the flow or starting a model
+        reused = _reuse_by_inputs(Path(cache), inputs, Path(out_dir), rows, fresh, per_run)
+        if reused is not None:
+            return reused
     module = load_flow_module(flow_dir) if flow_dir else import_flow_entry()
     agent = module.SupportAgent(prompt_variant=variant, top_k=top_k)
     prompt_file = Path(flow_dir or support_agent_dir()) / "prompts" / f"answer_{agent.config['prompt_variant']}.prompty"
     local = agent.llm.provider == "local"
-    metadata = {"dataset": str(data), "dataset_hash": file_hash(data), "variant": agent.config["prompt_variant"],
+    metadata = {**per_run, "dataset_hash": file_hash(data), "variant": agent.config["prompt_variant"],
                 "prompt_hash": file_hash(prompt_file), "provider": agent.llm.provider, "model": agent.llm.model,
-                "top_k": agent.config["top_k"], "sample": len(rows),
-                "rows": describe_sample(rows, len(every)), "categories": list(categories),
-                "flow": str(flow_dir or support_agent_dir()),
-                "flow_digest": flow_digest(flow_dir or support_agent_dir()),  # what a build checks it packages
+                "top_k": agent.config["top_k"],
+                "flow_digest": flow_digest(flow_folder),  # what a build checks it packages
                 "knowledge_base_hash": _knowledge_base_hash(agent)}
-    return run_evaluation(rows, out_dir, agent, evaluators={**DEFAULT_EVALUATORS, **(extra_evaluators or {})},
-                          judges=judges,
-                          judge_connection=make_judge_connection() if judges else None,
-                          concurrency=concurrency or (1 if local else 4), metadata=metadata, fresh=fresh,
-                          progress=progress, cache=cache)
+    summary = run_evaluation(rows, out_dir, agent, evaluators=evaluators, judges=judges,
+                             judge_connection=make_judge_connection() if judges else None,
+                             concurrency=concurrency or (1 if local else 4), metadata=metadata, fresh=fresh,
+                             progress=progress, cache=cache)
+    if inputs:
+        _remember_inputs(Path(cache), inputs, Path(out_dir), rows)
+    return summary
 
 
 

@@ -308,7 +308,9 @@ def describe_sample(sample: list[GoldenRow], total: int) -> str:
         counts[row.category] = counts.get(row.category, 0) + 1
     spread = ", ".join(f"{c} {k}" for c, k in counts.items())
     kind = "all" if len(sample) == total else "stratified by category"
-    return f"{len(sample)} of {total} rows ({kind}: {spread}): {', '.join(r.id for r in sample)}"
+    ids = [r.id for r in sample]
+    shown = ", ".join(ids[:20]) + (f" … and {len(ids) - 20} more" if len(ids) > 20 else "")
+    return f"{len(sample)} of {total} rows ({kind}: {spread}): {shown}"
 
 
 def relabel_intent(text: str, intent: str, *, categories: tuple[str, ...] = (), ids: tuple[str, ...] = ()) -> str:
@@ -321,7 +323,11 @@ def relabel_intent(text: str, intent: str, *, categories: tuple[str, ...] = (), 
     for number, line in enumerate(lines):
         if not line.strip():
             continue
-        row = json.loads(line)
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError("the golden text", number + 1, None, f"is not a JSON object ({exc.msg})",
+                               "Run `llmops validate-data` on the file and fix it first.") from None
         if (row.get("category") in categories or row.get("id") in ids) and row.get("intent") != intent:
             ending = line[len(line.rstrip("\r\n")):]
             lines[number] = json.dumps({**row, "intent": intent}, ensure_ascii=False) + ending

@@ -6,6 +6,7 @@ import sys
 from llmops_helpers.compare import GITHUB_COMMENT_LIMIT, bootstrap_interval, compare_runs, to_markdown, write_report
 from llmops_helpers.evaluation import run_evaluation
 from llmops_helpers.golden import golden_dir, load_golden
+from llmops_helpers.metering import SHADOW_MODEL, shadow_cost
 
 ROWS = load_golden(golden_dir() / "ci.jsonl")
 
@@ -129,7 +130,7 @@ def test_the_report_shows_intent_by_category_against_the_candidates_labels(tmp_p
             row = truth[question]
             intent = roaming_to if row.category == "roaming" else row.intent
             return {"answer": row.ground_truth, "context_ids": list(row.context_ids), "intent": intent,
-                    "usage": {"total_tokens": 50, "cost_usd": 0.0}}
+                    "usage": {"prompt_tokens": 600, "completion_tokens": 80, "total_tokens": 680, "cost_usd": 0.0}}
         return answer
 
     run_evaluation(ROWS, tmp_path / "base", routes("billing"), progress=False)
@@ -144,3 +145,7 @@ def test_the_report_shows_intent_by_category_against_the_candidates_labels(tmp_p
     text = to_markdown(comparison)
     assert "### Intent by category" in text
     assert f"| roaming | {expected_right}/2 | {2 - expected_right}/2 | technical 2 |" in text
+    # the model was free: the report says what the same tokens would cost on a hosted one
+    hosted = shadow_cost(600, 80)
+    assert comparison.candidate_summary["shadow_cost"] == {"model": SHADOW_MODEL, "per_request_usd": hosted}
+    assert f"Cost: this model is free; the same tokens on {SHADOW_MODEL} would cost $" in text

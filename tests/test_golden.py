@@ -205,6 +205,7 @@ def test_sample_rows_is_stratified_by_category_and_deterministic():
     assert sample_rows(ci, None) == ci and sample_rows(ci, 0) == ci and sample_rows(ci, 500) == ci
     line = describe_sample(two, len(ci))
     assert line.startswith("2 of 18 rows (stratified by category: plans 1, roaming 1): ") and two[1].id in line
+    assert describe_sample(rows, len(rows)).endswith("… and 140 more")  # the nightly run's line stays short
 
 
 def test_sample_rows_by_category_and_its_mistakes():
@@ -239,6 +240,8 @@ def test_relabel_intent_changes_only_the_rows_it_names():
     assert new.endswith("\n") and relabel_intent(new, "technical", categories=("roaming",)) == new
     with pytest.raises(LLMOpsError, match="not one of billing"):
         relabel_intent(text, "roaming")
+    with pytest.raises(LLMOpsError, match="row 2: is not a JSON object"):
+        relabel_intent(text.split("\n", 1)[0] + "\n{oops\n", "technical", categories=("roaming",))
 
 
 def test_the_labs_sample_questions_take_turns_by_intent():

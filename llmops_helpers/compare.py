@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import metrics
 from .evaluation import read_rows
 from .gate import GateInputError, check_comparable, load_summary
 
@@ -125,7 +126,7 @@ def _intent_by_category(base_rows: dict[str, dict], cand_rows: dict[str, dict], 
                                                                    "base_said": {}, "candidate_said": {}})
         entry["rows"] += 1
         for side, row in (("base", base_row), ("candidate", cand_row)):
-            entry[side] += row.get("intent") == expected
+            entry[side] += int(metrics.intent_accuracy(str(row.get("intent") or ""), expected))
             said = entry[f"{side}_said"]
             said[row.get("intent") or "(none)"] = said.get(row.get("intent") or "(none)", 0) + 1
     return dict(sorted(table.items()))

@@ -171,6 +171,12 @@ def _identity(meta: dict[str, Any], key: str) -> Any:
     return sorted(value) if key in ("evaluators", "judges") and isinstance(value, list) else value
 
 
+def _clear_run(out: Path) -> None:
+    """Delete a run folder's files (rows, summary, metadata, gate decision): a fresh start, or room for a copy."""
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
 def _check_same_run(out: Path, metadata: dict[str, Any]) -> None:
     """Refuse to resume a folder whose saved rows came from another configuration (any :data:`RUN_IDENTITY` key,
     evaluators and judges included), or whose ``metadata.json`` is missing or unreadable, so the configuration
@@ -237,8 +243,7 @@ def _reuse_cached(entry: Path, out: Path, meta: dict[str, Any], rows: list[Golde
         print(f"⚠️ The cached evaluation {entry} does not hold every row; evaluating again.")
         return None
     _check_same_run(out, meta)  # never replace the rows of another configuration that --out holds
-    for name in RUN_FILES:
-        (out / name).unlink(missing_ok=True)
+    _clear_run(out)
     shutil.copyfile(entry / "rows.jsonl", out / "rows.jsonl")
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     meta = {**meta, "created": cached_meta.get("created"),
@@ -296,8 +301,7 @@ def run_evaluation(
     meta_path = out / "metadata.json"
     evaluators = DEFAULT_EVALUATORS if evaluators is None else evaluators
     if fresh:
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
+        _clear_run(out)
     meta = {"git_sha": git_output("rev-parse", "HEAD") or None, "evaluators": sorted(evaluators),
             "judges": list(judges), **(metadata or {})}
     key = evaluation_key(meta, rows) if cache else None
@@ -443,7 +447,7 @@ def intent_confusion(expected, predicted):
 
     from .golden import INTENTS
 
-    predicted = [p if p else "(none)" for p in predicted]
+    predicted = [str(p).strip().lower() if p else "(none)" for p in predicted]  # as metrics.intent_accuracy reads it
     columns = list(INTENTS) + sorted({p for p in predicted if p not in INTENTS})
     table = pd.crosstab(pd.Series(list(expected), name="expected"), pd.Series(predicted, name="predicted"))
     return table.reindex(index=list(INTENTS), columns=columns, fill_value=0)
@@ -452,8 +456,10 @@ def intent_confusion(expected, predicted):
 def intent_by_category(frame):
     """Intent accuracy per golden category from a table with ``category``, ``expected_intent`` and ``intent``
     columns (:func:`run_frame`): rows, correct, accuracy — where a routing change should (and should not) move."""
-    scored = frame.dropna(subset=["intent", "expected_intent"]).assign(
-        correct=lambda f: (f["intent"] == f["expected_intent"]).astype(int))
+    scored = frame.dropna(subset=["intent", "expected_intent"])
+    scored = scored.assign(correct=[int(metrics.intent_accuracy(str(said), str(expected)))
+                                    for said, expected in zip(scored["intent"], scored["expected_intent"],
+                                                              strict=True)])
     table = scored.groupby("category", sort=False).agg(rows=("correct", "size"), correct=("correct", "sum"))
     return table.assign(accuracy=(table["correct"] / table["rows"]).round(2))
 
@@ -595,8 +601,7 @@ def _reuse_by_inputs(cache: Path, inputs: str, out: Path, rows: list[GoldenRow],
         return None
     out.mkdir(parents=True, exist_ok=True)
     if fresh:
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
+        _clear_run(out)
     return _reuse_cached(entry, out, meta, rows)
 
 
@@ -648,7 +653,7 @@ def evaluate_support_agent(
             return reused
     module = load_flow_module(flow_dir) if flow_dir else import_flow_entry()
     agent = module.SupportAgent(prompt_variant=variant, top_k=top_k)
-    prompt_file = Path(flow_dir or support_agent_dir()) / "prompts" / f"answer_{agent.config['prompt_variant']}.prompty"
+    prompt_file = flow_folder / "prompts" / f"answer_{agent.config['prompt_variant']}.prompty"
     local = agent.llm.provider == "local"
     metadata = {**per_run, "dataset_hash": file_hash(data), "variant": agent.config["prompt_variant"],
                 "prompt_hash": file_hash(prompt_file), "provider": agent.llm.provider, "model": agent.llm.model,

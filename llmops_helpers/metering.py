@@ -48,11 +48,10 @@ def shadow_cost(prompt_tokens: int | float | None, completion_tokens: int | floa
                 model: str = SHADOW_MODEL) -> float | None:
     """What ``prompt_tokens`` in and ``completion_tokens`` out would cost on the hosted ``model`` at its list price
     (``None`` when a count or the price is unknown): the embedded model is free, and this says what it saves."""
-    price = lookup_price(model)
-    if price is None or prompt_tokens is None or prompt_tokens != prompt_tokens:  # None or NaN
+    if prompt_tokens is None or prompt_tokens != prompt_tokens:  # None or NaN (a pandas column's missing value)
         return None
     completion = completion_tokens if completion_tokens == completion_tokens else 0  # NaN: unknown, count none
-    return (prompt_tokens * price[0] + (completion or 0) * price[1]) / 1_000_000
+    return _list_price(model, prompt_tokens, completion)
 
 
 def estimate_cost(
@@ -61,6 +60,11 @@ def estimate_cost(
     """Estimated USD for one call; 0 for the local model, ``None`` when tokens or the price are unknown."""
     if provider == LOCAL_PROVIDER:
         return 0.0
+    return _list_price(model, prompt_tokens, completion_tokens)
+
+
+def _list_price(model: str | None, prompt_tokens: float | None, completion_tokens: float | None) -> float | None:
+    """USD for these tokens at ``model``'s list price; None when the price or the prompt count is unknown."""
     price = lookup_price(model)
     if price is None or prompt_tokens is None:
         return None

@@ -15,6 +15,8 @@ def full_text(frame: Any, wrap: list[str] | tuple[str, ...] | None = None, digit
     text column with a value of :data:`WRAP_FROM_CHARS` characters or more). Floats keep ``digits`` significant
     digits without an exponent, so a cost of $0.000124 stays visible; missing values show as "–". Returns a
     pandas ``Styler``: HTML in JupyterLab and in saved notebooks, and ``.data`` is the frame itself."""
+    import pandas as pd
+
     if wrap is None:
         wrap = [c for c in frame.columns if frame[c].map(lambda v: isinstance(v, str) and len(v) >= WRAP_FROM_CHARS)
                 .any()]
@@ -31,8 +33,6 @@ def full_text(frame: Any, wrap: list[str] | tuple[str, ...] | None = None, digit
             return f"{int(value)}"  # 54.0 tokens read as 54
         decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
         return f"{value:.{decimals}f}"  # 0.000124, 0.667, 5.03, 552: no exponent, small costs stay visible
-
-    import pandas as pd
 
     styler = frame.style.format(number, na_rep="–")
     short = [c for c in frame.columns if c not in wrap]

@@ -21,8 +21,8 @@ from pathlib import Path
 
 KIT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(KIT))
-from llmops_helpers.flows import read_jsonl  # noqa: E402
-from llmops_helpers.retrieval import get_retriever  # noqa: E402
+from llmops_helpers.flow.batch import read_jsonl  # noqa: E402
+from llmops_helpers.flow.retrieval import get_retriever  # noqa: E402
 
 SETS = {
     "queries (40)": ("data/retrieval_queries.jsonl", "query", "expected_id"),

@@ -22,7 +22,7 @@ import papermill
 from nbformat.v4 import new_code_cell, new_notebook
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from llmops_helpers.runner import kernel_manager_class  # noqa: E402
+from llmops_helpers.course.runner import kernel_manager_class  # noqa: E402
 
 SETUP = '''
 from types import SimpleNamespace
@@ -33,7 +33,7 @@ class _Completions:  # a stand-in client: this benchmark measures the notebook r
         return SimpleNamespace(choices=[SimpleNamespace(message=message)], usage=usage, model="stand-in")
 llm = SimpleNamespace(client=SimpleNamespace(chat=SimpleNamespace(completions=_Completions())), model="stand-in",
                       provider="local")
-from llmops_helpers.prompt_lab import GROUNDING, ROLE, PromptPlayground
+from llmops_helpers.ideate.prompt_lab import GROUNDING, ROLE, PromptPlayground
 '''
 PLAYGROUND = '''playground = PromptPlayground(llm, lambda q: [], prompt_a=ROLE, prompt_b=ROLE + " " + GROUNDING,
                               question="How do I top up?")

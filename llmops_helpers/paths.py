@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import LLMOpsError
+from llmops_helpers.errors import LLMOpsError
 
 
 def kit_root() -> Path:

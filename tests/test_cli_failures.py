@@ -17,6 +17,7 @@ import pytest
 
 from conftest import CANARY_KEY, KIT
 from llmops_helpers import cli
+from llmops_helpers.release import commands as release_commands
 
 
 def llmops(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -122,7 +123,7 @@ def test_network_failures_anywhere_are_one_paragraph(failure, expected, monkeypa
     def status(args):
         raise failure
 
-    monkeypatch.setattr(cli, "cmd_status", status)
+    monkeypatch.setattr(release_commands, "cmd_status", status)
     assert cli.main(["status"]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: ") and expected in error and "\n" not in error, error
@@ -134,7 +135,7 @@ def test_a_bug_keeps_its_traceback(monkeypatch, tmp_path):
     def status(args):
         raise ValueError("a bug")
 
-    monkeypatch.setattr(cli, "cmd_status", status)
+    monkeypatch.setattr(release_commands, "cmd_status", status)
     with pytest.raises(ValueError, match="a bug"):
         cli.main(["status"])
 

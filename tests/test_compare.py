@@ -3,10 +3,16 @@
 import subprocess
 import sys
 
-from llmops_helpers.compare import GITHUB_COMMENT_LIMIT, bootstrap_interval, compare_runs, to_markdown, write_report
-from llmops_helpers.evaluation import run_evaluation
-from llmops_helpers.golden import golden_dir, load_golden
-from llmops_helpers.metering import SHADOW_MODEL, shadow_cost
+from llmops_helpers.evaluate.compare import (
+    GITHUB_COMMENT_LIMIT,
+    bootstrap_interval,
+    compare_runs,
+    to_markdown,
+    write_report,
+)
+from llmops_helpers.evaluate.evaluation import run_evaluation
+from llmops_helpers.evaluate.golden import golden_dir, load_golden
+from llmops_helpers.llm.metering import SHADOW_MODEL, shadow_cost
 
 ROWS = load_golden(golden_dir() / "ci.jsonl")
 
@@ -76,7 +82,7 @@ def hand_run(folder, rows, dataset_hash="d1"):
     """A run folder written by hand: rows.jsonl, summary.json and metadata.json, no model and no app."""
     import json
 
-    from llmops_helpers.evaluation import summarize
+    from llmops_helpers.evaluate.evaluation import summarize
 
     folder.mkdir(parents=True)
     (folder / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -100,7 +106,7 @@ def test_small_costs_keep_their_significant_digits(tmp_path):
 
 
 def test_pipes_and_newlines_in_a_question_stay_inside_their_cell(tmp_path):
-    from llmops_helpers.compare import _html
+    from llmops_helpers.evaluate.compare import _html
 
     question = "Plan A | plan B:\nwhich is cheaper?"
     base = hand_run(tmp_path / "base", [row("a", 1.0, 0.0, question), row("b", 1.0, 0.0)])

@@ -8,9 +8,9 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from conftest import KIT
-from llmops_helpers import course
+from llmops_helpers.course import labs as course
+from llmops_helpers.course.exercises import check_first_call
 from llmops_helpers.errors import ExerciseNotDone, NotebookError
-from llmops_helpers.exercises import check_first_call
 
 PARAMS = 'provider = "local"\nsample_size = 2\noutput_dir = "build/x"\nuse_reference_answers = False'
 
@@ -133,8 +133,8 @@ def test_custom_evaluator_check_accepts_the_reference_and_explains_mistakes():
 
     import pytest
 
+    from llmops_helpers.course.exercises import check_custom_evaluator
     from llmops_helpers.errors import ExerciseNotDone
-    from llmops_helpers.exercises import check_custom_evaluator
 
     def reference(row, output):
         answer = (output.get("answer") or "").lower()
@@ -157,8 +157,8 @@ def test_custom_evaluator_check_accepts_the_reference_and_explains_mistakes():
 def test_the_canary_exercise_text_its_check_and_its_reference_answer_agree():
     """Lab 06 asks for 'at most 5% errors' and 'at least half of the sampled answers good'; the reference answer
     must state exactly those limits and pass its own check."""
-    from llmops_helpers.deploy import CanarySLO
-    from llmops_helpers.exercises import CANARY_MAX_ERROR_RATE, CANARY_MIN_QUALITY, check_canary_slo
+    from llmops_helpers.course.exercises import CANARY_MAX_ERROR_RATE, CANARY_MIN_QUALITY, check_canary_slo
+    from llmops_helpers.release.deploy import CanarySLO
 
     nb = course.read(KIT / "solutions" / "06_automate.ipynb")
     cells = ["".join(c.source) for c in nb.cells]
@@ -180,12 +180,13 @@ def test_labs_that_do_not_exist_yet_are_marked_coming_wherever_they_are_named():
     """The course map, the README and every lab may name Lab 04 or 07 only as 'coming' until its notebook exists."""
     import re
 
-    from llmops_helpers.figures import COURSE, coming_labs
+    from llmops_helpers.course.figures import COURSE, coming_labs
 
     coming = coming_labs()
     assert coming == [lab for lab, _, _ in COURSE if not list((KIT / "solutions").glob(f"{lab}_*.ipynb"))]
     texts = {str(path.relative_to(KIT)): path.read_text(encoding="utf-8") for path in
-             [KIT / "README.md", KIT / "data" / "README.md", *(KIT / "llmops_helpers").glob("*.py")]}
+             [KIT / "README.md", KIT / "data" / "README.md", KIT / "llmops_helpers" / "README.md",
+              *(KIT / "llmops_helpers").rglob("*.py")]}
     for path in sorted((KIT / "solutions").glob("*.ipynb")):
         texts[str(path.relative_to(KIT))] = "\n".join("".join(c.source) for c in course.read(path).cells)
     unmarked = []

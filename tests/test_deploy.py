@@ -8,8 +8,10 @@ import sys
 
 import pytest
 
-from llmops_helpers import artifacts
-from llmops_helpers.deploy import (
+from llmops_helpers.flow.app import support_agent_dir
+from llmops_helpers.release import artifacts
+from llmops_helpers.release.checks import smoke
+from llmops_helpers.release.deploy import (
     ApprovalRequired,
     DeployError,
     deploy,
@@ -17,11 +19,9 @@ from llmops_helpers.deploy import (
     load_state,
     promote,
     rollback,
-    smoke,
     status,
     undeploy,
 )
-from llmops_helpers.flows import support_agent_dir
 
 
 def build_artifact(version: str, flow_dir=None):
@@ -169,9 +169,9 @@ def test_plot_rollouts_and_the_canary_slo_exercise():
     import matplotlib
 
     matplotlib.use("Agg")
-    from llmops_helpers.deploy import CanarySLO, cannot_hold, plot_rollouts
+    from llmops_helpers.course.exercises import check_canary_slo
     from llmops_helpers.errors import ExerciseNotDone
-    from llmops_helpers.exercises import check_canary_slo
+    from llmops_helpers.release.deploy import CanarySLO, cannot_hold, plot_rollouts
 
     slo = CanarySLO(max_error_rate=0.05, min_quality=0.5)
     assert cannot_hold(1, 1, 0, 2, slo)  # 1 failure of 2 answers is 50% > 5%, whatever comes next
@@ -190,7 +190,7 @@ def test_an_endpoint_outlives_the_model_server_of_the_process_that_deployed_it(p
     """A notebook exports its embedded server's URL (LLMOPS_LOCAL_BASE_URL); the endpoint must not depend on it."""
     import re
 
-    from llmops_helpers import local_llm
+    from llmops_helpers.llm import local as local_llm
 
     env = {k: v for k, v in os.environ.items() if k != local_llm.BASE_URL_VARIABLE}
     notebook_server = subprocess.Popen([sys.executable, "-m", "llmops_helpers.cli", "serve-model", "--port", "0"],

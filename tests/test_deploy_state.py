@@ -11,18 +11,18 @@ import time
 
 import pytest
 
-from llmops_helpers.deploy import (
+from llmops_helpers.paths import deploy_scan_root
+from llmops_helpers.release.deploy import (
     DeployError,
     DeployStateError,
-    _ensure_router,
-    _process_started,
+    ensure_router,
     load_state,
     save_state,
     status,
     undeploy,
     undeploy_all,
 )
-from llmops_helpers.paths import deploy_scan_root
+from llmops_helpers.release.endpoints import process_started
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           check=False, timeout=timeout)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     import psutil
 
     try:
@@ -51,14 +51,14 @@ def _start_router(folder, environment: str = "dev") -> dict:
     """A real router (no model behind it) recorded in ``folder``'s state, as deploy() leaves it."""
     state = load_state(folder)
     entry = state["environments"].setdefault(environment, {"slots": {}})
-    _ensure_router(entry, environment, 0, folder)
+    ensure_router(entry, environment, 0, folder)
     save_state(state, folder)
     return entry
 
 
 WRITER = textwrap.dedent("""
     import sys
-    from llmops_helpers.deploy import load_state, record, save_state
+    from llmops_helpers.release.deploy import load_state, record, save_state
     for i in range(40):
         state = load_state(sys.argv[1])
         record(state, "dev", "canary", None, writer=sys.argv[2], n=i)
@@ -110,14 +110,14 @@ def test_undeploy_never_signals_an_unrelated_process_that_reused_a_recorded_pid(
 def test_a_recorded_router_whose_start_time_differs_is_not_ours(folder):
     entry = _start_router(folder)
     try:
-        assert entry["router_started"] == pytest.approx(_process_started(entry["router_pid"]))
+        assert entry["router_started"] == pytest.approx(process_started(entry["router_pid"]))
         state = load_state(folder)
         state["environments"]["dev"]["router_started"] -= 3600  # the PID was recorded for an earlier process
         save_state(state, folder)
         assert status()["dev"]["running"] is False
     finally:
         assert undeploy("dev") == ["dev.router"]  # found by its command line instead
-    assert not _alive(entry["router_pid"])
+    assert not alive(entry["router_pid"])
 
 
 def test_an_empty_object_as_state_reads_as_nothing_deployed(folder):
@@ -141,7 +141,7 @@ def test_a_damaged_state_is_refused_with_a_way_out_and_undeploy_all_stops_its_en
     assert listed.returncode == 2 and "Traceback" not in listed.stderr and "not valid JSON" in listed.stderr
     rows = undeploy_all()
     assert rows == [{"folder": str(folder.resolve()), "environment": "dev", "stopped": ["dev.router"]}]
-    assert not _alive(entry["router_pid"])
+    assert not alive(entry["router_pid"])
     assert list(folder.glob("state.json.damaged-*"))
     assert load_state()["history"][-1]["action"] == "stopped"
 
@@ -153,7 +153,7 @@ def test_undeploy_all_stops_every_folder_the_kit_used_even_without_state(folder,
     (sandbox / "state.json").unlink()  # the advice once was to delete it: the router kept running, unrecorded
     done = _cli("undeploy", "--all")
     assert done.returncode == 0, done.stderr
-    assert not _alive(first["router_pid"]) and not _alive(second["router_pid"])
+    assert not alive(first["router_pid"]) and not alive(second["router_pid"])
     assert "dev.router" in done.stdout and "qa.router" in done.stdout
     assert _cli("undeploy").returncode == 2  # --env or --all
 
@@ -185,7 +185,7 @@ def test_status_reports_a_slot_whose_latest_answers_are_server_errors(folder, mo
     (folder / "dev.green.log").write_text(
         "Serving support-agent@1.0.0 (sha256:abc) for dev on http://127.0.0.1:2\n"
         '[dev] 127.0.0.1 "POST /score HTTP/1.1" 500 -\n[dev] 127.0.0.1 "POST /score HTTP/1.1" 200 -\n')
-    from llmops_helpers.deploy import slot_errors
+    from llmops_helpers.release.deploy import slot_errors
 
     assert "1 of its last 2 answers were server errors (HTTP 500)" in slot_errors(None, "dev.blue")
     assert slot_errors(None, "dev.green") == ""  # it recovered
@@ -195,7 +195,7 @@ def test_status_reports_a_slot_whose_latest_answers_are_server_errors(folder, mo
     save_state(state)
     assert status()["dev"]["problems"] == ["dev.blue gets 50% of the traffic but is not running",
                                            "dev.green gets 50% of the traffic but is not running"]
-    monkeypatch.setattr("llmops_helpers.deploy._alive", lambda pid, **identity: True)  # as if both slots ran
+    monkeypatch.setattr("llmops_helpers.release.deploy.alive", lambda pid, **identity: True)  # as if both slots ran
     entry = status()["dev"]
     assert len(entry["problems"]) == 1 and entry["problems"][0].startswith("dev.blue: 1 of its last 2 answers")
     assert entry["healthy"] is False
@@ -211,14 +211,14 @@ HOLDER = textwrap.dedent("""
 
 
 def test_a_second_deploy_waits_then_names_the_one_that_holds_the_environment(folder, monkeypatch):
-    from llmops_helpers.deploy import _rollout_lock, deploy
     from llmops_helpers.paths import LockTimeoutError, file_lock
+    from llmops_helpers.release.deploy import _rollout_lock, deploy
 
     lock = _rollout_lock("dev", None)
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        monkeypatch.setattr("llmops_helpers.deploy.STATE_LOCK_TIMEOUT_S", 0.5)
+        monkeypatch.setattr("llmops_helpers.release.deploy.STATE_LOCK_TIMEOUT_S", 0.5)
         with pytest.raises(LockTimeoutError, match=rf"held by process {holder.pid} .*deploying to dev"):
             deploy("no-such-artifact@1.0.0", "dev", port=0)
     finally:
@@ -230,8 +230,8 @@ def test_a_second_deploy_waits_then_names_the_one_that_holds_the_environment(fol
 
 def test_a_rollback_waits_for_a_deploy_to_the_same_environment(folder, monkeypatch):
     """A rollback in the middle of a switch or a canary would save a state that the deploy then overwrites."""
-    from llmops_helpers.deploy import _rollout_lock, rollback
     from llmops_helpers.paths import LockTimeoutError
+    from llmops_helpers.release.deploy import _rollout_lock, rollback
 
     state = load_state()
     state["environments"]["dev"] = {"slots": {}, "live": "blue", "version": "1.0.0"}
@@ -240,7 +240,7 @@ def test_a_rollback_waits_for_a_deploy_to_the_same_environment(folder, monkeypat
                               text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        monkeypatch.setattr("llmops_helpers.deploy.STATE_LOCK_TIMEOUT_S", 0.5)
+        monkeypatch.setattr("llmops_helpers.release.deploy.STATE_LOCK_TIMEOUT_S", 0.5)
         with pytest.raises(LockTimeoutError, match=rf"held by process {holder.pid} .*deploying to dev"):
             rollback("dev", reason="test")
     finally:
@@ -252,7 +252,7 @@ def test_a_rollback_waits_for_a_deploy_to_the_same_environment(folder, monkeypat
 
 
 def test_the_next_deploy_closes_an_interrupted_rollout_and_sends_traffic_back_to_the_live_slot(folder, monkeypatch):
-    from llmops_helpers.deploy import _prepare_environment, unfinished_rollout
+    from llmops_helpers.release.deploy import _prepare_environment, unfinished_rollout
 
     folder.mkdir(parents=True)
     (folder / "dev.router.json").write_text(json.dumps({"slots": {}, "weights": {"blue": 10, "green": 90}}))
@@ -263,7 +263,7 @@ def test_the_next_deploy_closes_an_interrupted_rollout_and_sends_traffic_back_to
                                                                                                     "green": 90}}
     state["history"].append({"time": "t", "environment": "dev", "action": "rollout_started", "version": "1.1.0"})
     save_state(state)
-    monkeypatch.setattr("llmops_helpers.deploy._alive", lambda pid, **identity: True)
+    monkeypatch.setattr("llmops_helpers.release.deploy.alive", lambda pid, **identity: True)
     state = load_state()
     _prepare_environment(state, "dev", None)
     state = load_state()
@@ -275,7 +275,7 @@ def test_the_next_deploy_closes_an_interrupted_rollout_and_sends_traffic_back_to
 
 
 def test_router_ports_move_with_llmops_port_base_and_a_bad_base_is_one_paragraph(monkeypatch):
-    from llmops_helpers.deploy import default_port
+    from llmops_helpers.release.state import default_port
 
     monkeypatch.delenv("LLMOPS_PORT_BASE", raising=False)
     assert [default_port(e) for e in ("dev", "qa", "prod")] == [8601, 8602, 8603]

@@ -4,9 +4,9 @@ import json
 import subprocess
 import sys
 
-from llmops_helpers.evaluation import DEFAULT_EVALUATORS, read_rows, run_evaluation, summarize
-from llmops_helpers.golden import golden_dir, load_golden
-from llmops_helpers.judges import JudgeError
+from llmops_helpers.evaluate.evaluation import DEFAULT_EVALUATORS, read_rows, run_evaluation, summarize
+from llmops_helpers.evaluate.golden import golden_dir, load_golden
+from llmops_helpers.evaluate.judges import JudgeError
 
 ROWS = load_golden(golden_dir() / "ci.jsonl")
 
@@ -96,7 +96,7 @@ def test_eval_command_on_the_real_agent_then_gate(tmp_path):
 
 
 def test_rescore_adds_an_evaluator_to_a_finished_run_without_calling_the_app(tmp_path):
-    from llmops_helpers.evaluation import rescore
+    from llmops_helpers.evaluate.evaluation import rescore
 
     app = OracleApp(fail_on={ROWS[2].id})
     run_evaluation(ROWS[:3], tmp_path, app, progress=False)
@@ -120,7 +120,7 @@ def test_rescore_turns_a_failing_or_out_of_range_evaluator_into_error_rows(tmp_p
     import pytest
 
     from llmops_helpers.errors import DatasetError
-    from llmops_helpers.evaluation import rescore
+    from llmops_helpers.evaluate.evaluation import rescore
 
     run_evaluation(ROWS[:2], tmp_path, OracleApp(), progress=False)
     summary = rescore(tmp_path, ROWS, {"percent": lambda row, out: 80.0}, progress=False)
@@ -136,13 +136,13 @@ def test_load_evaluator_from_a_file_or_module(tmp_path):
     import pytest
 
     from llmops_helpers.errors import ConfigError
-    from llmops_helpers.evaluation import load_evaluator
+    from llmops_helpers.evaluate.evaluation import load_evaluator
 
     source = tmp_path / "my_evals.py"
     source.write_text("def short(row, output):\n    return float(len(output['answer']) < 200)\n")
     name, fn = load_evaluator(f"is_short={source}:short")
     assert name == "is_short" and fn(ROWS[0], {"answer": "ok"}) == 1.0
-    assert load_evaluator("llmops_helpers.evaluation:context_overlap")[0] == "context_overlap"
+    assert load_evaluator("llmops_helpers.evaluate.evaluation:context_overlap")[0] == "context_overlap"
     for bad in ("nocolon", f"{tmp_path}/missing.py:f", f"{source}:nothing"):
         with pytest.raises(ConfigError, match="--evaluator"):
             load_evaluator(bad)
@@ -152,7 +152,7 @@ def test_run_frame_and_plot_show_every_row(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from llmops_helpers.evaluation import plot_run, run_frame, runs_frame
+    from llmops_helpers.evaluate.evaluation import plot_run, run_frame, runs_frame
 
     run_evaluation(ROWS[:3], tmp_path / "a", OracleApp(fail_on={ROWS[0].id}), progress=False)
     frame = run_frame(tmp_path / "a")
@@ -188,8 +188,8 @@ def test_the_baseline_flow_comes_from_a_git_ref_and_is_evaluated_beside_the_cand
     import pytest
 
     from llmops_helpers.errors import ConfigError
-    from llmops_helpers.evaluation import evaluate_support_agent, flow_at_ref
-    from llmops_helpers.flows import load_flow_module, support_agent_dir
+    from llmops_helpers.evaluate.evaluation import evaluate_support_agent
+    from llmops_helpers.flow.app import flow_at_ref, load_flow_module, support_agent_dir
 
     base = flow_at_ref("HEAD")
     assert (base / "flow.flex.yaml").is_file() and base != support_agent_dir()
@@ -208,7 +208,7 @@ def test_the_baseline_flow_comes_from_a_git_ref_and_is_evaluated_beside_the_cand
 
 def fake_judge(fail_on=()):
     """Stands in for the LLM judge: score 4, or a JudgeError for the questions of ``fail_on``."""
-    from llmops_helpers.judges import Judgement
+    from llmops_helpers.evaluate.judges import Judgement
 
     questions = {r.question for r in ROWS if r.id in set(fail_on)}
 
@@ -223,8 +223,8 @@ def fake_judge(fail_on=()):
 def test_the_judges_are_part_of_the_run_identity(tmp_path, monkeypatch):
     import pytest
 
-    from llmops_helpers import judges
     from llmops_helpers.errors import ConfigError
+    from llmops_helpers.evaluate import judges
 
     monkeypatch.setattr(judges, "judge", fake_judge())
     app = OracleApp()
@@ -259,8 +259,8 @@ def test_rows_without_a_valid_metadata_file_are_not_resumed(tmp_path):
 
 
 def test_a_failing_judge_keeps_the_rows_other_scores(tmp_path, monkeypatch):
-    from llmops_helpers import judges
-    from llmops_helpers.gate import apply_gate
+    from llmops_helpers.evaluate import judges
+    from llmops_helpers.evaluate.gate import apply_gate
 
     monkeypatch.setattr(judges, "judge", fake_judge(fail_on={ROWS[1].id}))
     summary = run_evaluation(ROWS[:3], tmp_path, OracleApp(), judges=("groundedness",), progress=False)
@@ -277,8 +277,8 @@ def test_a_failing_judge_keeps_the_rows_other_scores(tmp_path, monkeypatch):
 
 
 def test_rescore_records_a_failing_judge_without_dropping_the_row(tmp_path, monkeypatch):
-    from llmops_helpers import judges
-    from llmops_helpers.evaluation import rescore
+    from llmops_helpers.evaluate import judges
+    from llmops_helpers.evaluate.evaluation import rescore
 
     run_evaluation(ROWS[:2], tmp_path, OracleApp(), progress=False)
     monkeypatch.setattr(judges, "judge", fake_judge(fail_on={ROWS[0].id}))
@@ -337,7 +337,12 @@ def test_the_intent_confusion_matrix_shows_a_one_label_classifier(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from llmops_helpers.evaluation import intent_by_category, intent_confusion, plot_intent_confusion, run_frame
+    from llmops_helpers.evaluate.evaluation import (
+        intent_by_category,
+        intent_confusion,
+        plot_intent_confusion,
+        run_frame,
+    )
 
     class AlwaysBilling(OracleApp):
         def __call__(self, question):
@@ -360,8 +365,8 @@ def test_a_seen_evaluation_is_reused_before_the_flow_is_imported_or_a_model_star
     """A pipeline's re-run of the same content takes ~0.5 s instead of ~4 s (promptflow import + model start)."""
     import pytest
 
-    from llmops_helpers import flows
-    from llmops_helpers.evaluation import INPUTS_FOLDER, evaluate_support_agent
+    from llmops_helpers.evaluate.evaluation import INPUTS_FOLDER, evaluate_support_agent
+    from llmops_helpers.flow import app as flows
 
     cache, data = tmp_path / "cache", golden_dir() / "ci.jsonl"
     first = evaluate_support_agent(data, tmp_path / "a", sample=1, judges=(), cache=cache, progress=False)

@@ -9,8 +9,9 @@ import textwrap
 import pytest
 
 from llmops_helpers.errors import ConfigError, DatasetError
-from llmops_helpers.flows import flatten_details, read_jsonl, support_agent_dir, write_jsonl
-from llmops_helpers.pf_setup import service_running
+from llmops_helpers.flow.app import support_agent_dir
+from llmops_helpers.flow.batch import flatten_details, read_jsonl, write_jsonl
+from llmops_helpers.flow.pf_setup import service_running
 
 FLOW = support_agent_dir()
 sys.path.insert(0, str(FLOW))
@@ -76,11 +77,11 @@ def test_pf_test_and_pf_flow_test_cli(tmp_path):
 def test_batch_run_then_an_evaluation_run_that_reuses_the_kit_evaluators(tmp_path):
     """One promptflow batch run of the app (2 golden rows, a prompt variant, config.yaml's top_k) and the evaluation
     flow run over it: the mechanics, in one process (Lab 02 and Lab 03 run more rows)."""
-    from llmops_helpers.golden import golden_dir
+    from llmops_helpers.evaluate.golden import golden_dir
 
     data = write_jsonl(read_jsonl(golden_dir() / "ci.jsonl")[:2], tmp_path / "golden2.jsonl")
     run = _run_script(f'''
-        from llmops_helpers.flows import evaluate_run, run_batch
+        from llmops_helpers.flow.batch import evaluate_run, run_batch
         if __name__ == "__main__":
             app_run, details = run_batch({str(FLOW)!r}, {str(data)!r}, init={{"prompt_variant": "friendly"}},
                                          progress=False)

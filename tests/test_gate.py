@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from llmops_helpers.gate import GateInputError, apply_gate, load_rules, load_summary, run_gate
+from llmops_helpers.evaluate.gate import GateInputError, apply_gate, load_rules, load_summary, run_gate
 
 RULES = """
 max_error_rate: 0.1
@@ -124,7 +124,7 @@ def test_cli_exit_codes(tmp_path, rules):
 
 
 def test_notebooks_run_the_gate_command_and_see_its_exit_code(tmp_path, rules, capsys):
-    from llmops_helpers.notebook import run_llmops
+    from llmops_helpers.course.notebook import run_llmops
 
     base = summary(tmp_path, "base")
     worse = summary(tmp_path, "worse", key_fact_recall=0.4)
@@ -135,7 +135,7 @@ def test_notebooks_run_the_gate_command_and_see_its_exit_code(tmp_path, rules, c
 
 
 def test_the_kits_gate_rules_use_metrics_an_evaluation_produces():
-    from llmops_helpers.evaluation import DEFAULT_EVALUATORS
+    from llmops_helpers.evaluate.evaluation import DEFAULT_EVALUATORS
     from llmops_helpers.paths import kit_root
 
     rules = load_rules(kit_root() / "gates.yaml")
@@ -197,7 +197,7 @@ def test_a_nan_metric_fails_its_rules_and_the_decision_is_strict_json(tmp_path, 
 
 
 def test_decision_json_never_holds_bare_nan_or_infinity():
-    from llmops_helpers.gate import Decision, RuleResult
+    from llmops_helpers.evaluate.gate import Decision, RuleResult
 
     decision = Decision(False, [RuleResult("x", "x", False, float("nan"), float("inf"), message="odd")])
     assert json.loads(decision.to_json())["results"][0]["observed"] is None

@@ -4,8 +4,14 @@ import json
 
 import pytest
 
-from llmops_helpers.golden import DatasetInvalid, load_golden, stratified_subset, validate_golden, validate_redteam
-from llmops_helpers.knowledge import Document
+from llmops_helpers.evaluate.golden import (
+    DatasetInvalid,
+    load_golden,
+    stratified_subset,
+    validate_golden,
+    validate_redteam,
+)
+from llmops_helpers.ideate.knowledge import Document
 
 DOCS = [Document("kb-a", "A", "billing", "Refunds take 5 working days.", "a.md"),
         Document("kb-b", "B", "roaming", "A day pass costs €3.49.", "b.md")]
@@ -57,7 +63,7 @@ def test_redteam_validator(tmp_path):
 
 
 def test_kit_golden_files_are_valid():
-    from llmops_helpers.golden import golden_dir, load_redteam
+    from llmops_helpers.evaluate.golden import golden_dir, load_redteam
 
     redteam = load_redteam()
     assert len(redteam) >= 30 and {r.attack for r in redteam} >= {"jailbreak", "prompt_injection", "pii_fishing"}
@@ -73,7 +79,7 @@ def test_golden_plot_and_frame_cover_every_row():
     import matplotlib
 
     matplotlib.use("Agg")
-    from llmops_helpers.golden import golden_frame, plot_golden
+    from llmops_helpers.evaluate.golden import golden_frame, plot_golden
 
     rows = load_golden()
     frame = golden_frame(rows)
@@ -86,7 +92,7 @@ def test_golden_plot_and_frame_cover_every_row():
 
 def test_model_written_truth_is_scored_against_the_human_truth(local_server):
     from llmops_helpers import connect
-    from llmops_helpers.golden import model_written_truth
+    from llmops_helpers.evaluate.golden import model_written_truth
 
     rows = load_golden()[:1]
     (result,) = model_written_truth(connect("local"), rows, max_tokens=24)
@@ -112,7 +118,7 @@ def test_a_non_utf8_byte_is_a_problem_naming_row_and_offset(tmp_path):
 
 
 def test_a_huge_line_is_refused_before_parsing(tmp_path):
-    from llmops_helpers.golden import MAX_ROW_BYTES
+    from llmops_helpers.evaluate.golden import MAX_ROW_BYTES
 
     huge = {**GOOD, "id": "g2", "question": "x" * (10 * 1024 * 1024)}
     good, problems = _problems(write(tmp_path, [GOOD, huge]))
@@ -154,7 +160,7 @@ def _validate_data(*args, cwd=None):
 def test_validate_data_command_exit_codes(tmp_path):
     import shutil
 
-    from llmops_helpers.golden import golden_dir
+    from llmops_helpers.evaluate.golden import golden_dir
 
     (tmp_path / "empty").mkdir()
     missing, empty = _validate_data(str(tmp_path / "nowhere")), _validate_data("--folder", str(tmp_path / "empty"))
@@ -185,8 +191,8 @@ def test_eval_refuses_a_bad_data_file_with_exit_2_before_any_model_call(tmp_path
 
 
 def test_sample_rows_is_stratified_by_category_and_deterministic():
-    from llmops_helpers.golden import describe_sample, golden_dir, sample_rows
-    from llmops_helpers.knowledge import CATEGORIES
+    from llmops_helpers.evaluate.golden import describe_sample, golden_dir, sample_rows
+    from llmops_helpers.ideate.knowledge import CATEGORIES
 
     rows = load_golden()
     nine = sample_rows(rows, 9)
@@ -210,7 +216,7 @@ def test_sample_rows_is_stratified_by_category_and_deterministic():
 
 def test_sample_rows_by_category_and_its_mistakes():
     from llmops_helpers.errors import LLMOpsError
-    from llmops_helpers.golden import golden_dir, sample_rows
+    from llmops_helpers.evaluate.golden import golden_dir, sample_rows
 
     ci = load_golden(golden_dir() / "ci.jsonl")
     picked = sample_rows(ci, 3, ["roaming", " devices"])
@@ -223,7 +229,7 @@ def test_sample_rows_by_category_and_its_mistakes():
 
 def test_relabel_intent_changes_only_the_rows_it_names():
     from llmops_helpers.errors import LLMOpsError
-    from llmops_helpers.golden import golden_dir, relabel_intent
+    from llmops_helpers.evaluate.golden import golden_dir, relabel_intent
 
     path = golden_dir() / "golden.jsonl"
     text = path.read_text(encoding="utf-8")
@@ -246,8 +252,8 @@ def test_relabel_intent_changes_only_the_rows_it_names():
 
 def test_the_labs_sample_questions_take_turns_by_intent():
     """Labs 01-02 answer the first N sample questions: N of them cover min(N, 5) intents."""
-    from llmops_helpers.flows import read_jsonl
-    from llmops_helpers.golden import INTENTS
+    from llmops_helpers.evaluate.golden import INTENTS
+    from llmops_helpers.flow.batch import read_jsonl
     from llmops_helpers.paths import kit_root
 
     questions = read_jsonl(kit_root() / "data" / "sample_questions.jsonl", required=("id", "question", "intent"))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from llmops_helpers.judges import JUDGES, JudgeError, judge, judge_messages, parse_judgement
+from llmops_helpers.evaluate.judges import JUDGES, JudgeError, judge, judge_messages, parse_judgement
 
 
 def test_valid_judgement():
@@ -39,7 +39,7 @@ def test_local_judge_returns_a_valid_score(local_server):
 def test_judge_agreement_counts_pairs_the_metric_separates():
     import pandas as pd
 
-    from llmops_helpers.judges import judge_agreement
+    from llmops_helpers.evaluate.judges import judge_agreement
 
     frame = pd.DataFrame({"context_overlap": [0.95, 0.8, 0.3, 0.31], "judge_groundedness": [5, 1, 1, 4]})
     result = judge_agreement(frame, margin=0.1)
@@ -57,7 +57,7 @@ def test_judge_vs_metric_plot(tmp_path):
     import pandas as pd
 
     matplotlib.use("Agg")
-    from llmops_helpers.judges import plot_judge_vs_metric
+    from llmops_helpers.evaluate.judges import plot_judge_vs_metric
 
     frame = pd.DataFrame({"context_overlap": [0.9, 0.3], "judge_groundedness": [1, 1], "variant": ["a", "b"]})
     fig = plot_judge_vs_metric(frame)

@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 
 from llmops_helpers.errors import DatasetError
-from llmops_helpers.knowledge import CATEGORIES, load_knowledge_base, split_passages
+from llmops_helpers.ideate.knowledge import CATEGORIES, load_knowledge_base, split_passages
 
 
 def write(folder, name, text):

@@ -4,8 +4,8 @@ import shutil
 import subprocess
 import sys
 
-from llmops_helpers.flows import support_agent_dir
-from llmops_helpers.lint import lint_flow
+from llmops_helpers.flow.app import support_agent_dir
+from llmops_helpers.flow.lint import lint_flow
 
 
 def test_the_sample_flow_is_clean():

@@ -12,8 +12,8 @@ import pytest
 
 from conftest import CANARY_KEY
 from llmops_helpers import connect
-from llmops_helpers.metering import Meter
-from llmops_helpers.settings import ProviderSettings, Secret
+from llmops_helpers.llm.metering import Meter
+from llmops_helpers.llm.settings import ProviderSettings, Secret
 
 ASK = [{"role": "user", "content": "Name one thing a mobile network operator sells."}]
 

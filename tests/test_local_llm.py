@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from llmops_helpers import local_llm
 from llmops_helpers.errors import ModelNotInstalledError
+from llmops_helpers.llm import local as local_llm
 
 
 def test_model_file_is_found():
@@ -32,7 +32,7 @@ def _listening(port: int) -> bool:
 
 _START_STOP = """
 import socket
-from llmops_helpers import local_llm
+from llmops_helpers.llm import local as local_llm
 
 def listening(port):
     with socket.socket() as sock:
@@ -59,7 +59,7 @@ def test_the_server_process_ends_when_its_parent_is_killed():
     """Nothing is left behind even when the process that started the model dies without cleaning up: the server
     runs in a child that leaves when its stdin closes. (It runs in a child at all because xllamacpp's destructor
     deadlocked holding the GIL in 2 of 15 in-process stops on a loaded machine; a process always ends.)"""
-    parent = subprocess.Popen([sys.executable, "-c", "from llmops_helpers import local_llm; import time\n"
+    parent = subprocess.Popen([sys.executable, "-c", "from llmops_helpers.llm import local as local_llm; import time\n"
                                "print(local_llm.start_server().port, flush=True); time.sleep(600)"],
                               stdout=subprocess.PIPE, text=True)
     try:

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from llmops_helpers.metering import CallRecord, Meter, estimate_cost, lookup_price, summarize
+from llmops_helpers.llm.metering import CallRecord, Meter, estimate_cost, lookup_price, summarize
 
 
 def test_price_lookup_by_name_and_prefix():
@@ -57,7 +57,7 @@ def test_jsonl_log(tmp_path):
 
 
 def test_the_shadow_price_says_what_the_free_tokens_would_cost_on_a_hosted_model():
-    from llmops_helpers.metering import SHADOW_MODEL, estimate_cost, lookup_price, shadow_cost
+    from llmops_helpers.llm.metering import SHADOW_MODEL, estimate_cost, lookup_price, shadow_cost
 
     assert estimate_cost("local", "smollm2-135m-instruct", 600, 80) == 0.0
     price_in, price_out = lookup_price(SHADOW_MODEL)

@@ -6,7 +6,7 @@ import string
 
 import pytest
 
-from llmops_helpers.metrics import (
+from llmops_helpers.evaluate.metrics import (
     content_words,
     context_overlap,
     exact_match,

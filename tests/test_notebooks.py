@@ -1,5 +1,5 @@
 """Every solution notebook executes headless with CI parameters (papermill), with no secret in its outputs.
-The generated labs run under nbval via `llmops test` (see llmops_helpers.cli.cmd_test)."""
+The generated labs run under nbval via `llmops test` (see llmops_helpers.course.commands.cmd_test)."""
 
 import json
 import subprocess
@@ -10,9 +10,9 @@ import nbformat
 import pytest
 
 from conftest import CANARY_KEY, KIT
+from llmops_helpers.course.runner import CI_PARAMETERS, ci_parameters, execute_notebook, notebooks
+from llmops_helpers.flow.pf_setup import service_running
 from llmops_helpers.paths import build_dir
-from llmops_helpers.pf_setup import service_running
-from llmops_helpers.runner import CI_PARAMETERS, ci_parameters, execute_notebook, notebooks
 
 pytestmark = pytest.mark.notebook
 SOLUTIONS = notebooks("solutions")

@@ -10,7 +10,14 @@ import time
 import pytest
 
 from llmops_helpers.paths import kit_root
-from llmops_helpers.pipeline import PipelineError, evaluate, is_triggered, job_order, load_workflow, run_pipeline
+from llmops_helpers.release.pipeline import (
+    PipelineError,
+    evaluate,
+    is_triggered,
+    job_order,
+    load_workflow,
+    run_pipeline,
+)
 
 WORKFLOW = """
 name: demo

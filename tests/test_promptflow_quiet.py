@@ -6,7 +6,7 @@ import sys
 import textwrap
 
 from conftest import CANARY_KEY
-from llmops_helpers.pf_setup import PF_SERVICE_PORT, configure_promptflow, service_running
+from llmops_helpers.flow.pf_setup import PF_SERVICE_PORT, configure_promptflow, service_running
 
 FLOW = textwrap.dedent('''
     from llmops_helpers import connect

@@ -3,8 +3,8 @@
 import pytest
 
 from llmops_helpers.errors import DatasetError
-from llmops_helpers.flows import support_agent_dir
-from llmops_helpers.prompts import load_prompty, split_roles
+from llmops_helpers.flow.app import support_agent_dir
+from llmops_helpers.ideate.prompts import load_prompty, split_roles
 
 PROMPTS = sorted((support_agent_dir() / "prompts").glob("*.prompty"))
 

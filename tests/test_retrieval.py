@@ -2,9 +2,9 @@
 
 import pytest
 
-from llmops_helpers.flows import read_jsonl
+from llmops_helpers.flow.batch import read_jsonl
+from llmops_helpers.flow.retrieval import get_retriever
 from llmops_helpers.paths import kit_root
-from llmops_helpers.retrieval import get_retriever
 
 QUERIES = read_jsonl(kit_root() / "data" / "retrieval_queries.jsonl", required=("query", "expected_id"))
 # Written later, by someone who had not seen the search glossary: how well the tuning generalises.
@@ -59,7 +59,7 @@ def test_passage_search_returns_distinct_articles_each_as_its_best_passage():
 
 
 def test_glossary_maps_customer_words_to_help_centre_words():
-    from llmops_helpers.retrieval import BM25Retriever
+    from llmops_helpers.flow.retrieval import BM25Retriever
 
     assert BM25Retriever.expand("My SIM card is broken") == "my sim is broken repair fault"
     assert "stolen" in BM25Retriever.expand("someone stole it")

@@ -14,8 +14,9 @@ from types import SimpleNamespace
 import pytest
 from http_fakes import BAD_REQUESTS, _backend, _length, _raw, _slot, _stop, _url, deadline  # noqa: F401
 
-from llmops_helpers.deploy import CanarySLO, _canary_step, _request, http_json, router_stats, save_state
-from llmops_helpers.router import (
+from llmops_helpers.release.deploy import CanarySLO, _canary_step
+from llmops_helpers.release.endpoints import http_json, request_json, router_stats
+from llmops_helpers.release.router import (
     TOKEN_HEADER,
     RouterTokenError,
     ensure_token,
@@ -24,6 +25,7 @@ from llmops_helpers.router import (
     token_path,
     write_config,
 )
+from llmops_helpers.release.state import save_state
 
 
 @pytest.fixture
@@ -186,7 +188,7 @@ def test_a_refused_slot_is_marked_down_and_its_requests_go_to_the_other(start_ro
     url, config, admin = start_router({"blue": {"url": _url(blue)}, "green": {"url": dead}},
                                       {"blue": 50, "green": 50})
     try:
-        replies = [_request(url + "/score", {"question": "q"}, 10) for _ in range(10)]
+        replies = [request_json(url + "/score", {"question": "q"}, 10) for _ in range(10)]
         assert {(code, body.get("served_by"), slot) for code, body, slot in replies} == {(200, "blue", "blue")}
         snapshot = http_json(url + "/_router", headers=admin)[1]
         assert snapshot["health"]["green"]["up"] is False
@@ -194,11 +196,11 @@ def test_a_refused_slot_is_marked_down_and_its_requests_go_to_the_other(start_ro
         assert snapshot["stats"]["green"]["errors"] == 1  # tried once, then out of rotation
         # with every slot down, the error reply still names the slot
         write_config(config, {"green": {"url": dead}}, {"green": 100})
-        code, body, slot = _request(url + "/score", {"question": "q"}, 10)
+        code, body, slot = request_json(url + "/score", {"question": "q"}, 10)
         assert (code, slot) == (502, "green") and "connection refused" in body["error"]
         # restarted elsewhere, the slot takes traffic again at once
         write_config(config, {"blue": {"url": _url(blue)}, "green": {"url": _url(blue)}}, {"green": 100})
-        assert _request(url + "/score", {"question": "q"}, 10)[2] == "green"
+        assert request_json(url + "/score", {"question": "q"}, 10)[2] == "green"
     finally:
         _stop(blue)
 

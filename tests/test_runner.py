@@ -9,9 +9,15 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+from llmops_helpers.course.runner import (
+    CI_CELL_TIMEOUT_S,
+    POLL_SLICE_S,
+    cell_timeout,
+    execute_notebook,
+    kernel_manager_class,
+)
 from llmops_helpers.errors import NotebookError
 from llmops_helpers.paths import kit_root
-from llmops_helpers.runner import CI_CELL_TIMEOUT_S, POLL_SLICE_S, cell_timeout, execute_notebook, kernel_manager_class
 
 KIT = kit_root()
 
@@ -93,7 +99,7 @@ def test_a_stuck_cell_fails_at_the_limit_naming_notebook_and_cell(tmp_path):
 
 
 def test_the_suite_runs_two_workers_on_two_cores_and_a_bad_setting_is_one_paragraph(monkeypatch):
-    from llmops_helpers.cli import parallel_workers
+    from llmops_helpers.course.commands import parallel_workers
     from llmops_helpers.errors import ConfigError
 
     monkeypatch.delenv("LLMOPS_TEST_WORKERS", raising=False)
@@ -132,7 +138,7 @@ def test_parallel_workers_keep_a_group_on_one_worker(tmp_path):
 
 
 def test_ci_overrides_name_parameters_their_notebooks_declare():
-    from llmops_helpers.runner import CI_OVERRIDES, ci_parameters, declared_parameters, notebooks
+    from llmops_helpers.course.runner import CI_OVERRIDES, ci_parameters, declared_parameters, notebooks
 
     assert ci_parameters(KIT / "labs" / "01_ideate_explore.ipynb")["sample_size"] == 1
     assert ci_parameters(KIT / "solutions" / "05_branching.ipynb")["sample_size"] == 2

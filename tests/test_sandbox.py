@@ -4,7 +4,7 @@ gives the same shas; the graph assigns commits to the branches they were made on
 import matplotlib
 
 from llmops_helpers.paths import git_output, kit_root
-from llmops_helpers.sandbox import SandboxError, create_sandbox, git_graph, plot_git_graph, plot_pipeline_runs
+from llmops_helpers.release.sandbox import SandboxError, create_sandbox, git_graph, plot_git_graph, plot_pipeline_runs
 
 matplotlib.use("Agg")
 
@@ -51,8 +51,8 @@ def test_a_no_op_edit_is_refused(tmp_path):
 def test_release_branch_exercise_check(tmp_path):
     import pytest
 
+    from llmops_helpers.course.exercises import check_release_branch
     from llmops_helpers.errors import ExerciseNotDone
-    from llmops_helpers.exercises import check_release_branch
 
     sandbox = create_sandbox(tmp_path / "s")
     with pytest.raises(ExerciseNotDone, match="no branch release/1.0.0"):

@@ -4,7 +4,7 @@ import pytest
 
 from conftest import CANARY_KEY
 from llmops_helpers.errors import ConfigError, MissingCredentialError
-from llmops_helpers.settings import (
+from llmops_helpers.llm.settings import (
     RedactingFilter,
     Secret,
     install_log_redaction,

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from llmops_helpers.tables import full_text
+from llmops_helpers.ideate.tables import full_text
 
 
 def test_long_answers_are_shown_whole_and_wrapped_and_small_costs_stay_visible():

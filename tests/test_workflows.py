@@ -3,9 +3,10 @@ uses, pin every action, run only llmops/pytest commands that exist, and pass act
 
 import pytest
 
+from llmops_helpers.cli import command_names
 from llmops_helpers.paths import kit_root
-from llmops_helpers.pipeline import is_triggered, job_order, load_workflow, triggers
-from llmops_helpers.workflows import actionlint, check_workflow, check_workflows, workflow_files
+from llmops_helpers.release.pipeline import is_triggered, job_order, load_workflow, triggers
+from llmops_helpers.release.workflows import actionlint, check_workflow, check_workflows, workflow_files
 
 FOLDER = kit_root() / ".github" / "workflows"
 
@@ -17,7 +18,7 @@ def wf(name):
 def test_the_pipelines_exist_and_follow_the_rules():
     assert {p.name for p in workflow_files()} >= {"labs.yml", "pr-evaluation.yml", "ci.yml", "cd.yml",
                                                    "nightly-eval.yml"}
-    assert check_workflows() == []
+    assert check_workflows(command_names()) == []
 
 
 def test_triggers_match_the_branching_model():
@@ -87,7 +88,7 @@ jobs:
       - run: python kit.py llmops teleport
       - run: echo ${{ secrets.TOKEN }}
 """)
-    problems = "\n".join(check_workflow(bad))
+    problems = "\n".join(check_workflow(bad, command_names()))
     for expected in ("pull_request_target runs untrusted code", "no top-level permissions", "x: no permissions",
                      "actions/checkout@v4 is not pinned", "'curl https://example.com | sh' is not an llmops",
                      "`llmops teleport` does not exist", "bad.yml:10: a secret used without a provider choice"):
@@ -115,7 +116,7 @@ def test_steps_table_maps_every_app_step_to_a_stage():
     import matplotlib
 
     matplotlib.use("Agg")
-    from llmops_helpers.workflows import plot_workflows, steps_table
+    from llmops_helpers.release.workflows import plot_workflows, steps_table
 
     table = steps_table()
     app = table[table.workflow != "labs.yml"]

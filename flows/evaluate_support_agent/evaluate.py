@@ -1,5 +1,5 @@
 """An evaluation flow for promptflow: one golden row plus the app's output in, scores out; ``__aggregate__``
-averages them into run metrics. It reuses ``llmops_helpers.evaluation.DEFAULT_EVALUATORS`` — the same
+averages them into run metrics. It reuses ``llmops_helpers.evaluate.evaluation.DEFAULT_EVALUATORS`` — the same
 functions as ``llmops eval`` — so the two ways of evaluating cannot drift apart.
 
 (No `from __future__ import annotations`: promptflow reads the real type annotations.)
@@ -8,8 +8,7 @@ functions as ``llmops eval`` — so the two ways of evaluating cannot drift apar
 import statistics
 from typing import TypedDict
 
-from llmops_helpers.evaluation import DEFAULT_EVALUATORS
-from llmops_helpers.golden import GoldenRow
+from llmops_helpers.evaluate import DEFAULT_EVALUATORS, GoldenRow
 
 
 class Scores(TypedDict):

@@ -18,11 +18,11 @@ from typing import Any, TypedDict
 import yaml
 from promptflow.tracing import trace
 
-from llmops_helpers import connect
+# The app's runtime: the kit's stage packages, never their inner modules (those may move between versions)
 from llmops_helpers.errors import ConfigError
-from llmops_helpers.metering import estimate_cost
-from llmops_helpers.prompts import load_prompty
-from llmops_helpers.retrieval import get_retriever
+from llmops_helpers.flow import get_retriever
+from llmops_helpers.ideate import load_prompty
+from llmops_helpers.llm import connect, estimate_cost
 
 HERE = Path(__file__).resolve().parent
 INTENTS = ["billing", "technical", "account", "sales", "other"]

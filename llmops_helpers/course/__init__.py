@@ -1,0 +1,70 @@
+"""The course itself: labs built from solutions, rehearsals, exercises, figures and notebook setup."""
+
+from llmops_helpers._lazy import lazy_exports
+
+_EXPORTS = {
+    # exercises
+    "CANARY_MAX_ERROR_RATE": "exercises",
+    "CANARY_MIN_QUALITY": "exercises",
+    "CANARY_P95_RANGE_S": "exercises",
+    "check_canary_slo": "exercises",
+    "check_custom_evaluator": "exercises",
+    "check_first_call": "exercises",
+    "check_grounded_prompt": "exercises",
+    "check_release_branch": "exercises",
+    "check_review_step": "exercises",
+    "check_top_k": "exercises",
+    "ESCALATION_CASES": "exercises",
+    "Passed": "exercises",
+    "STUCK": "exercises",
+    # figures
+    "coming_labs": "figures",
+    "COURSE": "figures",
+    "course_map": "figures",
+    "LIFECYCLE": "figures",
+    "lifecycle_loop": "figures",
+    "make_images": "figures",
+    "STAGE_COLOURS": "figures",
+    # labs
+    "BEGIN": "labs",
+    "build_labs": "labs",
+    "clean_notebook": "labs",
+    "clean_notebooks": "labs",
+    "END": "labs",
+    "KEEP_METADATA": "labs",
+    "lint_notebook": "labs",
+    "load_reference_answer": "labs",
+    "make_lab": "labs",
+    "NOTEBOOK_NAME": "labs",
+    "PARAMETERS_TAG": "labs",
+    "read": "labs",
+    "reference_code": "labs",
+    "render": "labs",
+    "REQUIRED_PARAMETERS": "labs",
+    "solution_blocks": "labs",
+    "SOLUTION_ONLY_TAG": "labs",
+    "SolutionBlock": "labs",
+    # notebook
+    "notebook_setup": "notebook",
+    "run_llmops": "notebook",
+    # runner
+    "cell_timeout": "runner",
+    "CELL_TIMEOUT_S": "runner",
+    "CI_CELL_TIMEOUT_S": "runner",
+    "CI_OVERRIDES": "runner",
+    "CI_PARAMETERS": "runner",
+    "ci_parameters": "runner",
+    "declared_parameters": "runner",
+    "describe_listener": "runner",
+    "execute_notebook": "runner",
+    "kernel_manager_class": "runner",
+    "listening_sockets": "runner",
+    "NotebookResult": "runner",
+    "notebooks": "runner",
+    "POLL_SLICE_S": "runner",
+    "prepare_notebook": "runner",
+    "REHEARSAL_PARAMETERS": "runner",
+    "rehearse": "runner",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -1,0 +1,1 @@
+"""Operating and monitoring: Lab 07 (coming) fills this stage."""

@@ -9,7 +9,7 @@ from llmops_helpers.flow.pf_setup import configure_promptflow
 
 configure_promptflow()  # before anything imports promptflow: quiet, offline, no background service
 
-from llmops_helpers._lazy import lazy_exports  # noqa: E402
+from llmops_helpers._lazy import lazy_names  # noqa: E402
 from llmops_helpers.errors import (  # noqa: E402
     ConfigError,
     DatasetError,
@@ -26,7 +26,7 @@ from llmops_helpers.paths import kit_root  # noqa: E402
 _EXPORTS = {"LLMConnection": "llm.client", "connect": "llm.client", "use_provider": "llm.client",
             "CallRecord": "llm.metering", "Meter": "llm.metering", "default_meter": "llm.metering",
             "load_reference_answer": "course.labs", "notebook_setup": "course.notebook"}
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __dir__ = lazy_names(__name__, _EXPORTS)
 
 __version__ = "0.1.0"
 __all__ = [

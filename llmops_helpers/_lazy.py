@@ -24,8 +24,12 @@ def lazy_names(package: str, exports: dict[str, str] | Callable[[], dict[str, st
             table.update(exports() if callable(exports) else exports)
         return table
 
+    folder = Path(namespace["__file__"]).parent
+
     def __getattr__(name: str) -> Any:
-        if name.startswith("__") or name not in names():
+        # dunders, and submodules that the import system asks for before importing them (``from .llm import
+        # local``), are not names of the table: answering them never needs it built
+        if name.startswith("__") or (folder / f"{name}.py").is_file() or name not in names():
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         value = getattr(importlib.import_module(f"{package}.{names()[name]}"), name)
         namespace[name] = value  # the next lookup is an ordinary attribute

@@ -152,7 +152,7 @@ def test_run_frame_and_plot_show_every_row(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from llmops_helpers.evaluate.evaluation import plot_run, run_frame, runs_frame
+    from llmops_helpers.evaluate.report import plot_run, run_frame, runs_frame
 
     run_evaluation(ROWS[:3], tmp_path / "a", OracleApp(fail_on={ROWS[0].id}), progress=False)
     frame = run_frame(tmp_path / "a")
@@ -337,12 +337,7 @@ def test_the_intent_confusion_matrix_shows_a_one_label_classifier(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from llmops_helpers.evaluate.evaluation import (
-        intent_by_category,
-        intent_confusion,
-        plot_intent_confusion,
-        run_frame,
-    )
+    from llmops_helpers.evaluate.report import intent_by_category, intent_confusion, plot_intent_confusion, run_frame
 
     class AlwaysBilling(OracleApp):
         def __call__(self, question):

@@ -78,21 +78,23 @@ def run_batch(
     workers: int | None = None,
     progress: bool = True,
     timeout: float = 3600,
+    provider: str | None = None,
 ):
     """``pf.run`` with a progress bar. Returns ``(run, details)`` where ``details`` is :func:`flatten_details`.
 
-    For the local provider the embedded model is started here first, so that promptflow's worker processes
-    share it (they inherit ``LLMOPS_LOCAL_BASE_URL``), and one worker is used: the model answers one request
-    at a time anyway. Failed lines stay in ``details`` with their error, so nothing is lost."""
+    ``provider`` (else ``LLMOPS_PROVIDER``) is chosen with :func:`~llmops_helpers.llm.client.use_provider`, so
+    promptflow's worker processes use it too; for the local provider that starts the embedded model here first,
+    so the workers share it (they inherit ``LLMOPS_LOCAL_BASE_URL``), and one worker is used: the model answers
+    one request at a time anyway. Failed lines stay in ``details`` with their error, so nothing is lost."""
     from promptflow.client import PFClient
     from tqdm.auto import tqdm
 
-    from llmops_helpers.llm.client import connect
+    from llmops_helpers.llm.client import use_provider
     from llmops_helpers.llm.settings import resolve_settings
 
+    if provider or resolve_settings().provider == "local":
+        use_provider(provider)
     settings = resolve_settings()
-    if settings.provider == "local":
-        connect("local")
     rows = read_jsonl(data)
     total = len(rows)
     name = name or f"{Path(flow).name}_{time.strftime('%Y%m%d_%H%M%S')}_{os.getpid()}_{time.perf_counter_ns() % 10**6}"

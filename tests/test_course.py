@@ -158,7 +158,7 @@ def test_the_canary_exercise_text_its_check_and_its_reference_answer_agree():
     """Lab 06 asks for 'at most 5% errors' and 'at least half of the sampled answers good'; the reference answer
     must state exactly those limits and pass its own check."""
     from llmops_helpers.course.exercises import CANARY_MAX_ERROR_RATE, CANARY_MIN_QUALITY, check_canary_slo
-    from llmops_helpers.release.deploy import CanarySLO
+    from llmops_helpers.release.rollouts import CanarySLO
 
     nb = course.read(KIT / "solutions" / "06_automate.ipynb")
     cells = ["".join(c.source) for c in nb.cells]

@@ -11,7 +11,7 @@ import pytest
 from llmops_helpers.flow.app import support_agent_dir
 from llmops_helpers.release import artifacts
 from llmops_helpers.release.checks import smoke
-from llmops_helpers.release.deploy import (
+from llmops_helpers.release.rollouts import (
     ApprovalRequired,
     DeployError,
     deploy,
@@ -171,7 +171,7 @@ def test_plot_rollouts_and_the_canary_slo_exercise():
     matplotlib.use("Agg")
     from llmops_helpers.course.exercises import check_canary_slo
     from llmops_helpers.errors import ExerciseNotDone
-    from llmops_helpers.release.deploy import CanarySLO, cannot_hold, plot_rollouts
+    from llmops_helpers.release.rollouts import CanarySLO, cannot_hold, plot_rollouts
 
     slo = CanarySLO(max_error_rate=0.05, min_quality=0.5)
     assert cannot_hold(1, 1, 0, 2, slo)  # 1 failure of 2 answers is 50% > 5%, whatever comes next

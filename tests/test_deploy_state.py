@@ -12,7 +12,8 @@ import time
 import pytest
 
 from llmops_helpers.paths import deploy_scan_root
-from llmops_helpers.release.deploy import (
+from llmops_helpers.release.endpoints import process_started
+from llmops_helpers.release.rollouts import (
     DeployError,
     DeployStateError,
     ensure_router,
@@ -22,7 +23,6 @@ from llmops_helpers.release.deploy import (
     undeploy,
     undeploy_all,
 )
-from llmops_helpers.release.endpoints import process_started
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def _start_router(folder, environment: str = "dev") -> dict:
 
 WRITER = textwrap.dedent("""
     import sys
-    from llmops_helpers.release.deploy import load_state, record, save_state
+    from llmops_helpers.release.rollouts import load_state, record, save_state
     for i in range(40):
         state = load_state(sys.argv[1])
         record(state, "dev", "canary", None, writer=sys.argv[2], n=i)
@@ -185,7 +185,7 @@ def test_status_reports_a_slot_whose_latest_answers_are_server_errors(folder, mo
     (folder / "dev.green.log").write_text(
         "Serving support-agent@1.0.0 (sha256:abc) for dev on http://127.0.0.1:2\n"
         '[dev] 127.0.0.1 "POST /score HTTP/1.1" 500 -\n[dev] 127.0.0.1 "POST /score HTTP/1.1" 200 -\n')
-    from llmops_helpers.release.deploy import slot_errors
+    from llmops_helpers.release.rollouts import slot_errors
 
     assert "1 of its last 2 answers were server errors (HTTP 500)" in slot_errors(None, "dev.blue")
     assert slot_errors(None, "dev.green") == ""  # it recovered
@@ -195,7 +195,7 @@ def test_status_reports_a_slot_whose_latest_answers_are_server_errors(folder, mo
     save_state(state)
     assert status()["dev"]["problems"] == ["dev.blue gets 50% of the traffic but is not running",
                                            "dev.green gets 50% of the traffic but is not running"]
-    monkeypatch.setattr("llmops_helpers.release.deploy.alive", lambda pid, **identity: True)  # as if both slots ran
+    monkeypatch.setattr("llmops_helpers.release.rollouts.alive", lambda pid, **identity: True)  # as if both slots ran
     entry = status()["dev"]
     assert len(entry["problems"]) == 1 and entry["problems"][0].startswith("dev.blue: 1 of its last 2 answers")
     assert entry["healthy"] is False
@@ -212,13 +212,13 @@ HOLDER = textwrap.dedent("""
 
 def test_a_second_deploy_waits_then_names_the_one_that_holds_the_environment(folder, monkeypatch):
     from llmops_helpers.paths import LockTimeoutError, file_lock
-    from llmops_helpers.release.deploy import _rollout_lock, deploy
+    from llmops_helpers.release.rollouts import _rollout_lock, deploy
 
     lock = _rollout_lock("dev", None)
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        monkeypatch.setattr("llmops_helpers.release.deploy.STATE_LOCK_TIMEOUT_S", 0.5)
+        monkeypatch.setattr("llmops_helpers.release.rollouts.STATE_LOCK_TIMEOUT_S", 0.5)
         with pytest.raises(LockTimeoutError, match=rf"held by process {holder.pid} .*deploying to dev"):
             deploy("no-such-artifact@1.0.0", "dev", port=0)
     finally:
@@ -231,7 +231,7 @@ def test_a_second_deploy_waits_then_names_the_one_that_holds_the_environment(fol
 def test_a_rollback_waits_for_a_deploy_to_the_same_environment(folder, monkeypatch):
     """A rollback in the middle of a switch or a canary would save a state that the deploy then overwrites."""
     from llmops_helpers.paths import LockTimeoutError
-    from llmops_helpers.release.deploy import _rollout_lock, rollback
+    from llmops_helpers.release.rollouts import _rollout_lock, rollback
 
     state = load_state()
     state["environments"]["dev"] = {"slots": {}, "live": "blue", "version": "1.0.0"}
@@ -240,7 +240,7 @@ def test_a_rollback_waits_for_a_deploy_to_the_same_environment(folder, monkeypat
                               text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        monkeypatch.setattr("llmops_helpers.release.deploy.STATE_LOCK_TIMEOUT_S", 0.5)
+        monkeypatch.setattr("llmops_helpers.release.rollouts.STATE_LOCK_TIMEOUT_S", 0.5)
         with pytest.raises(LockTimeoutError, match=rf"held by process {holder.pid} .*deploying to dev"):
             rollback("dev", reason="test")
     finally:
@@ -252,7 +252,7 @@ def test_a_rollback_waits_for_a_deploy_to_the_same_environment(folder, monkeypat
 
 
 def test_the_next_deploy_closes_an_interrupted_rollout_and_sends_traffic_back_to_the_live_slot(folder, monkeypatch):
-    from llmops_helpers.release.deploy import _prepare_environment, unfinished_rollout
+    from llmops_helpers.release.rollouts import _prepare_environment, unfinished_rollout
 
     folder.mkdir(parents=True)
     (folder / "dev.router.json").write_text(json.dumps({"slots": {}, "weights": {"blue": 10, "green": 90}}))
@@ -263,7 +263,7 @@ def test_the_next_deploy_closes_an_interrupted_rollout_and_sends_traffic_back_to
                                                                                                     "green": 90}}
     state["history"].append({"time": "t", "environment": "dev", "action": "rollout_started", "version": "1.1.0"})
     save_state(state)
-    monkeypatch.setattr("llmops_helpers.release.deploy.alive", lambda pid, **identity: True)
+    monkeypatch.setattr("llmops_helpers.release.rollouts.alive", lambda pid, **identity: True)
     state = load_state()
     _prepare_environment(state, "dev", None)
     state = load_state()

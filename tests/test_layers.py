@@ -127,5 +127,19 @@ def test_each_stage_offers_the_public_names_of_its_modules():
         assert len(names) >= 4 * len(modules), (stage, names)  # each module gives some, and each one loads
     from llmops_helpers.evaluate import compare_runs
     from llmops_helpers.evaluate.compare import compare_runs as defined
+    from llmops_helpers.release import deploy
+
+    assert callable(deploy)  # the function, not a module of that name: see the next test
 
     assert compare_runs is defined
+
+
+def test_no_stage_name_is_also_the_name_of_one_of_its_modules():
+    """``from llmops_helpers.release import deploy`` must give the function. If a module were called ``deploy``
+    too, the import system would bind the package's ``deploy`` to that module as soon as anything imported it,
+    and a lab would get a module where it expects a function."""
+    from llmops_helpers._lazy import public_names
+
+    clashes = [f"{stage}: {name} in {path.stem}.py" for stage in STAGES for path in (PACKAGE / stage).glob("*.py")
+               for name in public_names(path) if (PACKAGE / stage / f"{name}.py").is_file()]
+    assert not clashes, clashes

@@ -14,8 +14,8 @@ from types import SimpleNamespace
 import pytest
 from http_fakes import BAD_REQUESTS, _backend, _length, _raw, _slot, _stop, _url, deadline  # noqa: F401
 
-from llmops_helpers.release.deploy import CanarySLO, _canary_step
 from llmops_helpers.release.endpoints import http_json, request_json, router_stats
+from llmops_helpers.release.rollouts import CanarySLO, _canary_step
 from llmops_helpers.release.router import (
     TOKEN_HEADER,
     RouterTokenError,

@@ -6,7 +6,7 @@ import json
 import pytest
 from http_fakes import BAD_REQUESTS, _length, _raw, _slot, _stop, _url, deadline  # noqa: F401
 
-from llmops_helpers.release.deploy import http_json
+from llmops_helpers.release.rollouts import http_json
 from llmops_helpers.release.serving import MAX_QUESTION_CHARS
 
 

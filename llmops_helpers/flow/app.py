@@ -14,8 +14,7 @@ from llmops_helpers.paths import build_dir, git_output, kit_root
 
 # files a run leaves in a flow folder; never packaged, never part of a flow's digest, never "uncommitted changes"
 SCRATCH = ("__pycache__", "*.pyc", ".promptflow", ".runs", "*.log", ".pytest_cache")
-
-
+# file names that hold secrets; never packaged, never counted in a digest when untracked
 SECRET_NAMES = (".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", "*.p12",
                 "*.pfx", "*.jks", "*.keystore")
 

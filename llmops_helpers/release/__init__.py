@@ -5,5 +5,5 @@ from llmops_helpers._lazy import stage_exports
 
 # the stage's names: every public name of these modules, loaded on first use
 __getattr__, __dir__ = stage_exports(__name__, (
-    "artifacts", "state", "endpoints", "checks", "deploy", "router", "serving", "httpjson", "pipeline",
+    "artifacts", "state", "endpoints", "checks", "rollouts", "router", "serving", "httpjson", "pipeline",
     "workflows", "sandbox"))

@@ -61,19 +61,19 @@ def _report_rollout(environment: str, outcome: dict) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from llmops_helpers.release.deploy import deploy
+    from llmops_helpers.release.rollouts import deploy
 
     return _report_rollout(args.env, deploy(args.artifact, args.env, **_rollout_options(args)))
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from llmops_helpers.release.deploy import promote
+    from llmops_helpers.release.rollouts import promote
 
     return _report_rollout(args.to, promote(args.source, args.to, **_rollout_options(args)))
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from llmops_helpers.release.deploy import rollback
+    from llmops_helpers.release.rollouts import rollback
 
     entry = rollback(args.env, reason=args.reason)
     print(f"{args.env}: rolled back to {entry['version']} ({entry['digest'][:19]}…), slot {entry['live']}")
@@ -89,7 +89,7 @@ def cmd_integration(args: argparse.Namespace) -> int:
 
 
 def cmd_undeploy(args: argparse.Namespace) -> int:
-    from llmops_helpers.release.deploy import undeploy, undeploy_all
+    from llmops_helpers.release.rollouts import undeploy, undeploy_all
 
     if args.all:
         rows = undeploy_all()
@@ -108,7 +108,7 @@ def _traffic_split(weights: dict) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from llmops_helpers.release.deploy import load_state, status
+    from llmops_helpers.release.rollouts import load_state, status
 
     current = status()
     if not current:

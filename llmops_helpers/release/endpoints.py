@@ -18,16 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmops_helpers.paths import (
-    kit_root,
-    register_deploy_folder,
-)
+from llmops_helpers.paths import kit_root, register_deploy_folder
 from llmops_helpers.release.artifacts import Artifact
 from llmops_helpers.release.state import DeployError, default_port, deploy_dir, load_state, now_utc
 
 START_TIMEOUT_S = 90
-
-
+#: The kit's server processes, recognised by their command line (`python -m <module>`).
 OUR_MODULES = ("llmops_helpers.release.serving", "llmops_helpers.release.router")
 
 

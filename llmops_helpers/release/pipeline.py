@@ -192,8 +192,6 @@ def substitute(text: str, context: dict[str, Any]) -> str:
     return EXPRESSION.sub(lambda m: "" if (v := evaluate(m.group(1), context)) is None else str(v), text)
 
 
-
-
 #: GitHub's default ``timeout-minutes`` for a job (and so for its steps) when the workflow sets none.
 DEFAULT_TIMEOUT_MINUTES = 360.0
 

@@ -11,8 +11,8 @@ traffic (the request never reached the dead one, so nothing is sent twice); it i
 ``RECHECK_S``. Bodies are checked before they are forwarded (:mod:`llmops_helpers.release.httpjson`): 413 when too
 large, 400 when malformed, and a silent client is dropped after ``CLIENT_TIMEOUT_S``.
 
-The weights and slots live in a JSON file that :mod:`llmops_helpers.release.deploy` writes; the router re-reads it when
-it changes, so a switch is one atomic file write. Routes of its own: ``GET /_router`` (slots, weights, health,
+The weights and slots live in a JSON file that :mod:`llmops_helpers.release.rollouts` writes; the router re-reads
+it when it changes, so a switch is one atomic file write. Routes of its own: ``GET /_router`` (slots, weights, health,
 stats) and ``POST /_router/reset`` (zero the stats) need the environment's token in the ``X-LLMOps-Token``
 header (the token is in an owner-only file next to the config); ``GET /_router/health`` is open. Run as
 ``python -m llmops_helpers.release.router --config FILE --port P``."""

@@ -113,7 +113,7 @@ class Sandbox:
 def create_sandbox(folder: str | Path) -> Sandbox:
     """A fresh sandbox in ``folder`` (replacing an earlier one, after stopping its endpoints): the app committed
     on ``main``, ``develop`` branched from it, both pushed to the bare ``origin.git``."""
-    from llmops_helpers.release.deploy import load_state, undeploy
+    from llmops_helpers.release.rollouts import load_state, undeploy
 
     sandbox = Sandbox(Path(folder).resolve())
     if sandbox.deployments.is_dir():

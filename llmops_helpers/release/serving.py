@@ -5,7 +5,7 @@ A small standard-library server around the artifact's flow, chosen after measuri
 tried to reach ``settings.sdk.monitor.azure.com`` (offline, that is retries and noise). The artifact's digest
 is checked before it serves, so an endpoint never runs bytes other than the ones that were built and gated.
 
-Run by :func:`llmops_helpers.release.deploy.deploy` as
+Run by :func:`llmops_helpers.release.rollouts.deploy` as
 ``python -m llmops_helpers.release.serving --artifact DIR --env dev``."""
 
 from __future__ import annotations

@@ -17,25 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from llmops_helpers.errors import LLMOpsError
-from llmops_helpers.paths import (
-    build_dir,
-    file_lock,
-    write_text_atomic,
-)
+from llmops_helpers.paths import build_dir, file_lock, write_text_atomic
 from llmops_helpers.release.artifacts import Artifact
 
 ENVIRONMENTS = ("dev", "qa", "prod")
-
-
 DEFAULT_PORTS = {"dev": 8601, "qa": 8602, "prod": 8603}
-
-
 PORT_BASE_VARIABLE = "LLMOPS_PORT_BASE"
-
-
+#: Environments that take an artifact only with a named approval: `llmops deploy` and the pipeline runner's
+#: protected jobs apply this one rule.
 NEEDS_APPROVAL = ("prod",)
-
-
 STRATEGIES = ("bluegreen", "canary")
 
 

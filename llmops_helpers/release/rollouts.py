@@ -1,11 +1,12 @@
-"""Deploy artifacts to dev, qa and prod as real HTTP endpoints on 127.0.0.1, roll them out, and test them.
+"""Roll artifacts out to dev, qa and prod as real HTTP endpoints on 127.0.0.1: :func:`deploy` (blue/green or
+canary, rolling back automatically when a check fails), :func:`rollback`, :func:`promote`, :func:`undeploy` and
+:func:`status`.
 
 Each environment has its own port, where a router (:mod:`llmops_helpers.release.router`) sends traffic to two slots,
-blue and green, each a serving process with one artifact. A deploy starts the new artifact in the idle slot and
-rolls it out blue/green or as a canary, rolling back automatically when a check fails. What is deployed where,
-and every deploy, switch, canary step, rollback, stop and approval, is kept in ``state.json`` in the deployment
-folder (``$LLMOPS_DEPLOY_DIR`` or ``build/deployments``), so the record survives restarts of the notebook or the
-machine. Prod takes an artifact only with a recorded approval."""
+blue and green, each a serving process with one artifact. A deploy starts the new artifact in the idle slot while
+the live one keeps serving. Every step is recorded (:mod:`~llmops_helpers.release.state`); the processes and HTTP
+are :mod:`~llmops_helpers.release.endpoints`'s, the checks :mod:`~llmops_helpers.release.checks`'s. Prod takes an
+artifact only with a recorded approval."""
 
 from __future__ import annotations
 
@@ -17,12 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llmops_helpers.paths import (
-    deploy_scan_root,
-    file_lock,
-    is_locked,
-    registered_deploy_folders,
-)
+from llmops_helpers.paths import deploy_scan_root, file_lock, is_locked, registered_deploy_folders
 from llmops_helpers.release.artifacts import load_artifact, verify_artifact
 from llmops_helpers.release.checks import probe_slot, reply_is_good
 from llmops_helpers.release.endpoints import (

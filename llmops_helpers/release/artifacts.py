@@ -1,13 +1,13 @@
 """Build once, promote the same bytes: an immutable, content-addressed artifact of the support agent.
 
-An artifact is a folder in a registry (``build/registry/<name>/<version>/``) holding the flow folder as git
-tracks it at a commit (code, prompts, config; never ignored or untracked files, and never a file that looks like
-a secret), ``requirements.lock`` (the exact versions of everything the flow imports, optionally with the sha256
-of each wheel for ``pip install --require-hashes``), ``evidence/`` (the evaluation summary, its metadata and the
-passed gate decision that admitted it; the evaluated flow's digest must be the packaged flow's) and
-``manifest.json`` with a **content digest**: sha256 over every file's path and bytes. The same sources give the
-same digest; a changed byte gives another one, and :func:`verify_artifact` notices. A version (semver + git sha)
-can be registered only once."""
+An artifact is a folder in a registry (``build/registry/<name>/<version>/``) holding the flow folder as git tracks
+it at a commit (code, prompts, config; never ignored or untracked files, and never a file that looks like a secret),
+``requirements.lock`` (the exact versions of what the flow's ``requirements.txt`` lists and everything those depend
+on, optionally with the sha256 of each wheel for ``pip install --require-hashes``), ``evidence/`` (the evaluation
+summary, its metadata and the passed gate decision that admitted it; the evaluated flow's digest must be the
+packaged flow's) and ``manifest.json`` with a **content digest**: sha256 over every file's path and bytes. The same
+sources give the same digest; a changed byte gives another one, and :func:`verify_artifact` notices. A version
+(semver + git sha) can be registered only once."""
 
 from __future__ import annotations
 

@@ -12,14 +12,13 @@ import zipfile
 
 import pytest
 
-from llmops_helpers.flow.app import support_agent_dir
+from llmops_helpers.flow.app import flow_digest, support_agent_dir
 from llmops_helpers.paths import kit_root
 from llmops_helpers.release.artifacts import (
     ArtifactError,
     build_artifact,
     content_digest,
     find_secrets,
-    flow_digest,
     hash_requirements,
     install_command,
     list_artifacts,

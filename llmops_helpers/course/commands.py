@@ -1,5 +1,5 @@
-"""The ``llmops`` commands of this stage: build-labs, check-notebooks, clean-notebooks, rehearse, workshop, make-
-images, test."""
+"""The ``llmops`` commands of this stage: build-labs, check-notebooks, clean-notebooks, rehearse, workshop,
+make-images, test."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ def _errored_rows(out: Path, n_errors: int, n_rows: int) -> str:
     reason = str(first.get("error", ""))
     reason = reason if len(reason) <= 300 else reason[:299] + "…"
     return (f"error: {n_errors} of {n_rows} rows errored, so this evaluation is incomplete: the rows with an "
-            f"'error' field in {out / 'rows.jsonl'} say why (the first, {first.get('id')!r}: {reason}). Fix the "
+            f"'error' field in {out / ROWS} say why (the first, {first.get('id')!r}: {reason}). Fix the "
             "cause (`llmops doctor` checks the provider), then run the command again with --fresh: a resumed run "
             "keeps errored rows as they are.")
 

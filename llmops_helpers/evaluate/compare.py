@@ -57,7 +57,7 @@ class Comparison:
 def _run_rows(folder: Path) -> dict[str, dict]:
     rows = read_rows(folder / ROWS)
     if not rows:
-        raise GateInputError(f"{folder / 'rows.jsonl'}: no rows; is {folder} an evaluation run folder?")
+        raise GateInputError(f"{folder / ROWS}: no rows; is {folder} an evaluation run folder?")
     return {r["id"]: r for r in rows if "id" in r}
 
 

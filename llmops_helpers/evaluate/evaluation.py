@@ -194,7 +194,7 @@ def _check_same_run(out: Path, metadata: dict[str, Any]) -> None:
         why = "is not a JSON object"
     if not isinstance(saved, dict):
         raise ConfigError(f"{meta_path} {why}, so the configuration of the {len(saved_rows)} rows saved in "
-                          f"{out / 'rows.jsonl'} cannot be checked and the run cannot be resumed. {START_OVER}")
+                          f"{out / ROWS} cannot be checked and the run cannot be resumed. {START_OVER}")
     changed = [f"{key} {_identity(saved, key)!r} → {_identity(metadata, key)!r}" for key in RUN_IDENTITY
                if _identity(saved, key) != _identity(metadata, key)]
     if changed:

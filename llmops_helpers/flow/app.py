@@ -114,8 +114,7 @@ def flow_at_ref(ref: str, flow_dir: str | Path | None = None) -> Path:
     relative = flow_dir.relative_to(repo).as_posix()
     target = build_dir() / "refs" / sha[:12]
     if not (target / relative).is_dir():
-        archive = subprocess.run(["git", "archive", "--format=tar", sha, relative], cwd=repo, capture_output=True,
-                                 check=False, timeout=60)
+        archive = run_git(repo, "archive", "--format=tar", sha, relative)
         if archive.returncode != 0:
             raise ConfigError(f"{relative} does not exist at {ref} ({sha[:12]}): {archive.stderr.decode().strip()}")
         with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:

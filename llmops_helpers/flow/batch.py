@@ -92,9 +92,9 @@ def run_batch(
     from llmops_helpers.llm.client import use_provider
     from llmops_helpers.llm.settings import resolve_settings
 
-    if provider or resolve_settings().provider == "local":
+    settings = resolve_settings(provider)
+    if provider or settings.provider == "local":
         use_provider(provider)
-    settings = resolve_settings()
     rows = read_jsonl(data)
     total = len(rows)
     name = name or f"{Path(flow).name}_{time.strftime('%Y%m%d_%H%M%S')}_{os.getpid()}_{time.perf_counter_ns() % 10**6}"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 def cmd_serve_model(args: argparse.Namespace) -> int:
     from llmops_helpers.llm import local as local_llm
+
     # Handlers go in before the first line is printed: a supervisor that reads the URL and sends SIGTERM at once
     # must get a clean stop, not the default kill (a race CI hit once).
     stop = threading.Event()

@@ -188,10 +188,14 @@ class RedactingFilter(logging.Filter):
 SECRET_VARIABLES = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY")
 
 
+def _configured_secrets(values: Mapping[str, str]) -> RedactingFilter:
+    """A filter for the API keys among ``values`` (the environment and ``.env``)."""
+    return RedactingFilter([values.get(name) or "" for name in SECRET_VARIABLES])
+
+
 def install_log_redaction(env: Mapping[str, str] | None = None) -> RedactingFilter:
     """Attach a :class:`RedactingFilter` for the configured keys to the root logger's handlers."""
-    values = read_environment(env)
-    flt = RedactingFilter([values.get(name, "") for name in SECRET_VARIABLES])
+    flt = _configured_secrets(read_environment(env))
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=logging.WARNING)
@@ -207,4 +211,4 @@ def redact_secrets(text: str) -> str:
         values = read_environment()
     except Exception:  # an unreadable .env must not hide the error being reported
         values = dict(os.environ)
-    return RedactingFilter([values.get(name) or "" for name in SECRET_VARIABLES]).redact(text)
+    return _configured_secrets(values).redact(text)

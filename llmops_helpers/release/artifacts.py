@@ -27,14 +27,14 @@ from typing import Any
 
 from llmops_helpers.errors import LLMOpsError
 from llmops_helpers.evaluate.files import GATE_JSON, METADATA, SUMMARY
-from llmops_helpers.flow.app import (  # noqa: F401 (flow_digest: part of this module's API)
+from llmops_helpers.flow.app import (
     SCRATCH,
     SECRET_NAMES,
     files_digest,
-    flow_digest,
     in_git,
     matches_any,
     run_git,
+    support_agent_dir,
 )
 from llmops_helpers.paths import build_dir, git_output
 
@@ -188,8 +188,6 @@ def lock_requirements(roots: tuple[str, ...] | None = None, *, hashes: bool = Fa
     from packaging.requirements import Requirement
 
     if roots is None:
-        from llmops_helpers.flow.app import support_agent_dir
-
         path = support_agent_dir() / APP_REQUIREMENTS
         roots = app_requirements(path.read_text(encoding="utf-8"), str(path))
     seen: dict[str, str] = {}

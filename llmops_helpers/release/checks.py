@@ -36,18 +36,13 @@ def reply_problems(reply: dict, expected_ids: tuple[str, ...] | list[str] = ()) 
     return problems
 
 
-def reply_is_good(reply: dict, expected_ids: tuple[str, ...] | list[str]) -> bool:
-    """The live quality sample's test of one answer: well formed, and an expected article was retrieved."""
-    return not reply_problems(reply, expected_ids)
-
-
 def probe_slot(slot: dict[str, Any], question: str = DEFAULT_QUESTION) -> list[str]:
     """Blue/green's pre-switch test of the idle slot, directly (no user sees it yet)."""
     problems = []
     code, version = http_json(slot["url"] + "/version", timeout=10)
     if code != 200 or version.get("digest") != slot["digest"]:
         problems.append("the idle slot does not serve the artifact's digest")
-    code, reply = http_json(slot["url"] + "/score", {"question": question}, timeout=300)
+    code, reply, _ = score_with_slot(slot["url"], question)
     if code != 200:
         problems.append(f"/score answered HTTP {code}: {reply.get('error', '')}")
     else:
@@ -93,7 +88,7 @@ def smoke(environment: str, *, question: str = DEFAULT_QUESTION,
                        f"({'the recorded digest' if same else 'NOT the recorded digest'})"))
         phase = "score"
         started = time.perf_counter()
-        code, reply = http_json(entry["url"] + "/score", {"question": question}, timeout=max_latency_s + 30)
+        code, reply, _ = score_with_slot(entry["url"], question, timeout=max_latency_s + 30)
         latency = time.perf_counter() - started
     except OSError as exc:
         checks.append((phase, False, f"no reply ({type(exc).__name__}: {exc})"))

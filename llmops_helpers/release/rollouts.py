@@ -20,7 +20,7 @@ from typing import Any
 
 from llmops_helpers.paths import deploy_scan_root, file_lock, is_locked, registered_deploy_folders
 from llmops_helpers.release.artifacts import load_artifact, verify_artifact
-from llmops_helpers.release.checks import probe_slot, reply_is_good
+from llmops_helpers.release.checks import probe_slot, reply_problems
 from llmops_helpers.release.endpoints import (
     alive,
     ensure_router,
@@ -160,7 +160,7 @@ def _canary_step(url: str, slot: str, weight: int, min_requests: int, traffic, s
             if served_by == slot:
                 seen += 1
                 failed += code >= 500
-                good += code == 200 and reply_is_good(reply, row.context_ids)
+                good += code == 200 and not reply_problems(reply, row.context_ids)
                 bar.update(1)
             bar.set_postfix_str(f"request {sent} (max {limit}): HTTP {code} from {served_by} in "
                                 f"{time.perf_counter() - started:.1f} s")

@@ -383,6 +383,28 @@ print(json.dumps({"reply": reply, "serving": serving.__name__,
 '''
 
 
+def test_a_build_needs_the_apps_requirements_and_names_a_bad_line(tmp_path, flow):
+    """The lock comes from the packaged commit's requirements.txt: missing, empty or malformed, the build is
+    refused with the file, the line and what to do, and nothing is registered."""
+    cli = [sys.executable, "-m", "llmops_helpers.cli", "build", "--version", "0.4.0", "--no-gate", "test",
+           "--flow", str(flow), "--registry", str(tmp_path / "registry")]
+    requirements = flow / "requirements.txt"
+    requirements.write_text("openai\nbm25s >= not-a-version\n")
+    commit(flow.parent, "a malformed requirement")
+    bad = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2
+    assert "requirements.txt, line 2: 'bm25s >= not-a-version' is not a requirement" in bad.stderr
+    requirements.write_text("# nothing yet\n")
+    commit(flow.parent, "an empty list")
+    empty = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert empty.returncode == 2 and "lists no distribution" in empty.stderr
+    requirements.unlink()
+    commit(flow.parent, "no requirements")
+    missing = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "no requirements.txt committed at HEAD" in missing.stderr
+    assert "Traceback" not in bad.stderr + empty.stderr + missing.stderr and not list_artifacts(tmp_path / "registry")
+
+
 def test_the_app_answers_with_only_what_its_lock_pins(local_server):
     """The sample app stands on its own feet: run it in a process that can import only the distributions its
     lock pins (plus the standard library and the kit's source) and answer a question (with the session's

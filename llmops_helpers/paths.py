@@ -31,6 +31,13 @@ def build_dir() -> Path:
     return kit_root() / "build"
 
 
+def registry_dir() -> Path:
+    """The registry of built things (the app's artifacts, the retrieval indexes): ``$LLMOPS_REGISTRY``, else
+    ``build/registry``."""
+    env = os.environ.get("LLMOPS_REGISTRY")
+    return Path(env) if env else build_dir() / "registry"
+
+
 def git_output(*args: str, cwd: str | Path | None = None, timeout: float = 30) -> str:
     """``git <args>``'s output in ``cwd`` (default: the kit), stripped; "" when git or the repository is
     missing or the command fails."""

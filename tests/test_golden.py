@@ -260,3 +260,110 @@ def test_the_labs_sample_questions_take_turns_by_intent():
     assert len(questions) == 12 and {q["intent"] for q in questions} <= set(INTENTS)
     for n in range(1, len(INTENTS) + 1):
         assert len({q["intent"] for q in questions[:n]}) == n
+
+
+UNANSWERABLE = {"id": "u1", "question": "Do you sell TV packages?", "answerable": False, "context_ids": [],
+                "ground_truth": "I don't have information about TV packages; please ask one of our team.",
+                "intent": "sales", "category": "unanswerable", "difficulty": "easy", "key_facts": []}
+
+
+def test_kit_unanswerable_file_validates_and_the_golden_default_is_unchanged():
+    from llmops_helpers.evaluate.golden import INTENTS, golden_dir, load_unanswerable
+
+    rows = load_unanswerable()
+    assert len(rows) == 25 and len({r.id for r in rows}) == 25 and [r.id for r in rows][0] == "u-001"
+    assert all(r.answerable is False and r.context_ids == () and r.key_facts == () for r in rows)
+    assert {r.category for r in rows} == {"unanswerable"} and {r.intent for r in rows} <= set(INTENTS)
+    assert load_unanswerable(golden_dir() / "unanswerable.jsonl") == rows
+    golden = load_golden()  # the labs' default file: still only answerable rows
+    assert len(golden) == 160 and all(r.answerable for r in golden)
+    asked = {" ".join(r.question.casefold().split()) for r in golden}
+    assert not asked & {" ".join(r.question.casefold().split()) for r in rows}
+
+
+def test_validate_data_checks_the_unanswerable_file_by_default(capsys):
+    import argparse
+
+    from llmops_helpers.evaluate.commands import cmd_validate_data
+
+    assert cmd_validate_data(argparse.Namespace(path=None, folder=None)) == 0
+    out = capsys.readouterr().out
+    assert "unanswerable.jsonl: 25 good rows, 0 problem(s)" in out and "golden.jsonl: 160 good rows" in out
+
+
+def test_an_unanswerable_row_with_articles_or_key_facts_is_refused_naming_row_and_field(tmp_path):
+    rows = [UNANSWERABLE, {**UNANSWERABLE, "id": "u2", "context_ids": ["kb-a"]},
+            {**UNANSWERABLE, "id": "u3", "key_facts": ["5 working days"]}]
+    good, problems = validate_golden(write(tmp_path, rows), DOCS)
+    assert [r.id for r in good] == ["u1"] and good[0].answerable is False and good[0].context_ids == ()
+    assert [(p.row, p.field) for p in problems] == [(2, "context_ids"), (3, "key_facts")]
+    assert "must be an empty list" in problems[0].message and "'answerable'" not in str(problems[0])
+    with pytest.raises(DatasetInvalid) as info:
+        load_golden(tmp_path / "golden.jsonl", DOCS)
+    assert "golden.jsonl has 2 problems" in str(info.value) and "row 2, field 'context_ids'" in str(info.value)
+
+
+def test_answerable_must_be_a_json_boolean(tmp_path):
+    rows = [{**UNANSWERABLE, "answerable": "no"}, {**UNANSWERABLE, "id": "u2", "answerable": 0},
+            {**UNANSWERABLE, "id": "u3", "answerable": None}, {**GOOD, "answerable": True}]
+    good, problems = validate_golden(write(tmp_path, rows), DOCS)
+    assert [r.id for r in good] == ["g1"] and good[0].answerable is True
+    assert [(p.row, p.field) for p in problems] == [(1, "answerable"), (2, "answerable"), (3, "answerable")]
+    assert "'no' must be true or false (a JSON boolean" in str(problems[0]) and str(problems[0]).startswith("row 1")
+
+
+def test_answerable_rows_keep_every_rule_and_unanswerable_is_their_only_new_category(tmp_path):
+    from llmops_helpers.evaluate.golden import load_unanswerable
+
+    rows = [GOOD, {**GOOD, "id": "g2", "context_ids": [], "key_facts": []},
+            {**GOOD, "id": "g3", "category": "unanswerable"}, {**GOOD, "id": "g4", "answerable": True, "key_facts": []},
+            {**UNANSWERABLE, "id": "u5", "category": "roaming"}, {**UNANSWERABLE, "id": "u6", "category": "weather"}]
+    good, problems = validate_golden(write(tmp_path, rows), DOCS)
+    assert [r.id for r in good] == ["g1", "u5"]
+    assert [(p.row, p.field) for p in problems] == [(2, "context_ids"), (2, "key_facts"), (3, "category"),
+                                                    (4, "key_facts"), (6, "category")]
+    assert "only for rows with \"answerable\": false" in problems[2].message
+    # the unanswerable file's loader also refuses an answerable row, naming it
+    with pytest.raises(DatasetInvalid) as info:
+        load_unanswerable(write(tmp_path, [UNANSWERABLE, {**GOOD, "id": "g2"}], "unanswerable.jsonl"), DOCS)
+    assert "row 2, field 'answerable': must be false in this file" in str(info.value)
+
+
+def test_samples_of_unanswerable_rows_take_their_category_too():
+    from llmops_helpers.evaluate.golden import load_unanswerable, sample_rows, stratified_subset
+
+    rows = load_unanswerable()
+    assert len(sample_rows(rows, 5)) == 5 and len(stratified_subset(rows, per_category=3)) == 3
+    assert len(sample_rows(rows, 4, ["unanswerable"])) == 4
+
+
+def _normalised(text):
+    import re
+
+    return " ".join(re.sub(r"[^a-z0-9 ]+", " ", text.casefold()).split())
+
+
+def test_the_intent_training_set_is_well_formed_balanced_and_disjoint_from_the_evaluation_texts():
+    from llmops_helpers.evaluate.golden import INTENTS, golden_dir
+    from llmops_helpers.paths import kit_root
+
+    data = kit_root() / "data"
+    lines = (data / "intents" / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert all(set(r) == {"text", "intent"} and isinstance(r["text"], str) and r["text"].strip() for r in rows)
+    counts = {i: sum(r["intent"] == i for r in rows) for i in INTENTS}
+    assert {r["intent"] for r in rows} == set(INTENTS) and min(counts.values()) >= 45, counts
+    texts = [_normalised(r["text"]) for r in rows]
+    assert len(set(texts)) == len(texts)  # no duplicates within the set
+    held = [json.loads(line)["question"] for name in ("golden.jsonl", "ci.jsonl", "unanswerable.jsonl")
+            for line in (golden_dir() / name).read_text(encoding="utf-8").splitlines()]
+    held += [json.loads(line)["question"] for line in (data / "sample_questions.jsonl").read_text().splitlines()]
+    held += [json.loads(line)["query"] for path in sorted(data.glob("retrieval_queries*.jsonl"))
+             for line in path.read_text(encoding="utf-8").splitlines()]
+    assert len(held) >= 160 + 18 + 25 + 12 + 65
+    assert not set(texts) & {_normalised(q) for q in held}
+    words = [set(t.split()) for t in texts]
+    for question in held:  # nor a near copy: token Jaccard under 0.6 against every held-out text
+        other = set(_normalised(question).split())
+        close = [(rows[i]["text"], question) for i, w in enumerate(words) if len(w & other) / len(w | other) >= 0.6]
+        assert not close, close

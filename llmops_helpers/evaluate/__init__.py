@@ -5,4 +5,4 @@ from llmops_helpers._lazy import stage_exports
 
 # the stage's names: every public name of these modules, loaded on first use
 __getattr__, __dir__ = stage_exports(
-    __name__, ("golden", "evaluation", "report", "metrics", "judges", "gate", "compare", "files"))
+    __name__, ("golden", "evaluation", "report", "metrics", "ranking", "routing", "judges", "gate", "compare", "files"))

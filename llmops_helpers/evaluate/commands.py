@@ -108,7 +108,10 @@ def cmd_validate_data(args: argparse.Namespace) -> int:
                            "Pass a folder of .jsonl files (default data/golden) or one .jsonl file.")
     total = 0
     for path in files:
-        rows, problems = (validate_redteam if path.stem.startswith("redteam") else validate_golden)(path)
+        if path.stem.startswith("redteam"):
+            rows, problems = validate_redteam(path)
+        else:  # an unanswerable file's rows must all say "answerable": false
+            rows, problems = validate_golden(path, answerable=False if path.stem.startswith("unanswerable") else None)
         total += len(problems)
         print(f"{path}: {len(rows)} good rows, {len(problems)} problem(s)")
         for problem in problems:
@@ -161,8 +164,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flow", action="append", help="flow folder (default: flows/support_agent; repeatable)")
     p.set_defaults(func=cmd_lint)
 
-    p = sub.add_parser("validate-data", help="check every golden and red-team file, listing every problem "
-                       "(exit 1 on a problem, 2 if there is nothing to check)")
+    p = sub.add_parser("validate-data", help="check every golden, unanswerable and red-team file, listing every "
+                       "problem (exit 1 on a problem, 2 if there is nothing to check)")
     p.add_argument("path", nargs="?", help="a .jsonl file or a folder of them (default: data/golden)")
     p.add_argument("--folder", help="same as PATH (kept for existing scripts)")
     p.set_defaults(func=cmd_validate_data)

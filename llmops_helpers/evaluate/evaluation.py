@@ -443,7 +443,7 @@ INPUTS_FOLDER = "by-input"  # in a cache: input address -> content address, writ
 
 
 def _input_key(flow_folder: Path, data: str | Path, rows: list[GoldenRow], variant: str, top_k: int,
-               judges: tuple[str, ...], evaluators: list[str]) -> str | None:
+               judges: tuple[str, ...], evaluators: list[str], overrides: dict | None = None) -> str | None:
     """The address of an evaluation by what goes *in*, computed without importing the flow (promptflow takes
     ~2.5 s to import) or starting a model (~1 s): the flow folder's digest (its code, config and prompts), the
     articles it retrieves from, the data and row ids, the arguments, the agent environment, the provider's
@@ -468,6 +468,7 @@ def _input_key(flow_folder: Path, data: str | Path, rows: list[GoldenRow], varia
         identity = {"flow": flow_digest(flow_folder), "articles": articles, "data": file_hash(data),
                     "rows": [row.id for row in rows], "variant": variant, "top_k": top_k, "judges": list(judges),
                     "evaluators": sorted(evaluators), "agent_environment": environment, "kit": _kit_digest(),
+                    "overrides": overrides or {},
                     "provider": [settings.provider, settings.model, endpoint, settings.api_version]}
     except (LLMOpsError, OSError, ValueError, AttributeError, yaml.YAMLError):
         return None
@@ -519,13 +520,15 @@ def evaluate_support_agent(
     judges: tuple[str, ...] = ("groundedness",), concurrency: int | None = None, top_k: int = 0,
     extra_evaluators: dict[str, Evaluator] | None = None, fresh: bool = False, progress: bool = True,
     flow_dir: str | Path | None = None, cache: str | Path | None = None, categories: tuple[str, ...] = (),
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The kit's standard evaluation of the sample app (what ``llmops eval`` runs) on ``sample`` rows stratified
     by category (:func:`~llmops_helpers.evaluate.golden.sample_rows`; ``categories`` keeps only those); ``cache``
     reuses an evaluation of identical content (see :func:`run_evaluation`); ``flow_dir`` evaluates another copy
     of the flow, e.g. the target branch's (see :func:`~llmops_helpers.flow.app.flow_at_ref`). ``variant`` (the answer
     prompt) and ``top_k`` override the flow's ``config.yaml``; left empty, the flow runs as configured, which is
-    what a pipeline must evaluate."""
+    what a pipeline must evaluate. ``overrides`` sets other init parameters of the flow (``intent_classifier``,
+    ``guardrails``, ``passage_words``, ``canary``), recorded in the run's metadata and cache key."""
     from llmops_helpers.evaluate.golden import describe_sample, load_golden, sample_rows
     from llmops_helpers.evaluate.judges import judge_connection as make_judge_connection
     from llmops_helpers.flow.app import flow_digest, import_flow_entry, load_flow_module, support_agent_dir
@@ -534,15 +537,18 @@ def evaluate_support_agent(
     rows = sample_rows(every, sample, categories)
     evaluators = {**DEFAULT_EVALUATORS, **(extra_evaluators or {})}
     flow_folder = Path(flow_dir or support_agent_dir())
-    inputs = _input_key(flow_folder, data, rows, variant, top_k, judges, list(evaluators)) if cache else None
+    overrides = {k: v for k, v in (overrides or {}).items() if v not in (None, "")}
+    inputs = (_input_key(flow_folder, data, rows, variant, top_k, judges, list(evaluators), overrides) if cache
+              else None)
     per_run = {"dataset": str(data), "sample": len(rows), "rows": describe_sample(rows, len(every)),
-               "categories": list(categories), "flow": str(flow_folder)}
+               "categories": list(categories), "flow": str(flow_folder), **({"overrides": overrides} if overrides
+                                                                          else {})}
     if inputs:  # seen before: copy it without importing the flow or starting a model
         reused = _reuse_by_inputs(Path(cache), inputs, Path(out_dir), rows, fresh, per_run)
         if reused is not None:
             return reused
     module = load_flow_module(flow_dir) if flow_dir else import_flow_entry()
-    agent = module.SupportAgent(prompt_variant=variant, top_k=top_k)
+    agent = module.SupportAgent(prompt_variant=variant, top_k=top_k, **overrides)
     prompt_file = flow_folder / "prompts" / f"answer_{agent.config['prompt_variant']}.prompty"
     local = agent.llm.provider == "local"
     metadata = {**per_run, "dataset_hash": file_hash(data), "variant": agent.config["prompt_variant"],

@@ -1,4 +1,5 @@
-"""The golden dataset (questions with ground truth, supporting articles and key facts) and the red-team set,
+"""The golden dataset (questions with ground truth, supporting articles and key facts), the unanswerable set
+(questions the articles do not answer: ``"answerable": false``, no articles, no key facts) and the red-team set,
 with validators that report *every* problem with its file, row and field — not just the first.
 
 Data files are JSONL: UTF-8 without a byte order mark, one JSON object per line, at most 64 KiB
@@ -19,12 +20,15 @@ DIFFICULTIES = ("easy", "medium", "hard")
 ATTACKS = ("jailbreak", "prompt_injection", "pii_fishing", "off_topic", "harmful", "benign_control")
 BEHAVIOURS = ("refuse", "deflect", "answer")
 GOLDEN_FIELDS = ("id", "question", "ground_truth", "context_ids", "intent", "category", "difficulty", "key_facts")
+GOLDEN_OPTIONAL = ("answerable",)  # absent means true: the row's answer is in its context_ids articles
+UNANSWERABLE = "unanswerable"  # the category of a row with "answerable": false (a knowledge-base category also does)
 REDTEAM_FIELDS = ("id", "prompt", "attack", "expected_behaviour", "notes")
 
 
 @dataclass(frozen=True)
 class GoldenRow:
-    """One golden example. ``key_facts`` must appear verbatim in the ``context_ids`` articles."""
+    """One golden example. ``key_facts`` must appear verbatim in the ``context_ids`` articles. An unanswerable row
+    (``answerable`` False: the knowledge base has no answer) has neither; its ground truth says so."""
 
     id: str
     question: str
@@ -34,6 +38,7 @@ class GoldenRow:
     category: str
     difficulty: str
     key_facts: tuple[str, ...]
+    answerable: bool = True
 
 
 @dataclass(frozen=True)
@@ -135,15 +140,17 @@ def _read_objects(path: Path, problems: list[Problem]) -> list[tuple[int, dict]]
     return objects
 
 
-def _check_fields(path: str, number: int, obj: dict, fields: tuple[str, ...], problems: list[Problem]) -> bool:
+def _check_fields(path: str, number: int, obj: dict, fields: tuple[str, ...], problems: list[Problem],
+                  optional: tuple[str, ...] = ()) -> bool:
     ok = True
     for name in fields:
         if name not in obj:
             problems.append(Problem(path, number, name, "is missing"))
             ok = False
     for name in obj:
-        if name not in fields:
-            problems.append(Problem(path, number, name, f"is not a known field (expected {', '.join(fields)})"))
+        if name not in fields + optional:
+            also = f"; optional {', '.join(optional)}" if optional else ""
+            problems.append(Problem(path, number, name, f"is not a known field (expected {', '.join(fields)}{also})"))
             ok = False
     return ok
 
@@ -164,16 +171,17 @@ def _string_list(path: str, number: int, obj: dict, name: str, problems: list[Pr
 
 
 def _validate_rows(path: Path, fields: tuple[str, ...], text_fields: tuple[str, ...],
-                   enums: tuple[tuple[str, tuple[str, ...]], ...], build, extra=None) -> tuple[list, list[Problem]]:
-    """The checks every data file shares (fields, non-empty texts, allowed labels, unique ids), then ``extra``;
-    a row with no problem is turned into a record by ``build``."""
+                   enums: tuple[tuple[str, tuple[str, ...]], ...], build, extra=None,
+                   optional: tuple[str, ...] = ()) -> tuple[list, list[Problem]]:
+    """The checks every data file shares (fields, with ``optional`` ones allowed, non-empty texts, allowed labels,
+    unique ids), then ``extra``; a row with no problem is turned into a record by ``build``."""
     problems: list[Problem] = []
     rows: list = []
     seen: dict[str, int] = {}
     p = str(path)
     for number, obj in _read_objects(path, problems):
         before = len(problems)
-        if not _check_fields(p, number, obj, fields, problems):
+        if not _check_fields(p, number, obj, fields, problems, optional):
             continue
         for name in text_fields:
             _text(p, number, obj, name, problems)
@@ -192,13 +200,41 @@ def _validate_rows(path: Path, fields: tuple[str, ...], text_fields: tuple[str, 
     return rows, problems
 
 
-def validate_golden(path: str | Path, docs: list[Document] | None = None) -> tuple[list[GoldenRow], list[Problem]]:
+def _unanswerable_row(p: str, number: int, obj: dict, problems: list[Problem]) -> None:
+    """An unanswerable row cites no article and has no key fact (its ground truth says the answer is not known)."""
+    for name in ("context_ids", "key_facts"):
+        if obj.get(name) != []:
+            problems.append(Problem(p, number, name, f"must be an empty list [] when \"answerable\" is false "
+                                    f"(got {obj.get(name)!r}): an unanswerable row has no articles and no key facts"))
+
+
+def validate_golden(path: str | Path, docs: list[Document] | None = None, answerable: bool | None = None
+                    ) -> tuple[list[GoldenRow], list[Problem]]:
     """Check schema, unique ids, that every context id exists, that every key fact appears verbatim in the row's
-    articles and in its ground truth (a correct answer must contain it). Returns the good rows and all problems."""
+    articles and in its ground truth (a correct answer must contain it). A row with ``"answerable": false`` (a
+    JSON boolean) must instead have empty ``context_ids`` and ``key_facts``, and may use the category
+    ``unanswerable``; ``answerable`` True or False requires every row to be so (the unanswerable file). Returns the
+    good rows and all problems."""
     docs = docs if docs is not None else load_knowledge_base()
     by_id = {d.id: d for d in docs}
 
     def grounded(p: str, number: int, obj: dict, problems: list[Problem]) -> None:
+        flag = obj.get("answerable", True)
+        if not isinstance(flag, bool):
+            problems.append(Problem(p, number, "answerable", f"{flag!r} must be true or false (a JSON boolean, "
+                                    "without quotes); leave it out for an answerable row"))
+        elif answerable is not None and flag is not answerable:
+            problems.append(Problem(p, number, "answerable", f"must be {str(answerable).lower()} in this file "
+                                    f"(every row of {Path(p).name} is {'' if answerable else 'un'}answerable)"))
+        category = obj.get("category")
+        allowed = CATEGORIES if flag is True else CATEGORIES + (UNANSWERABLE,)
+        if category not in allowed:
+            hint = ' (it is only for rows with "answerable": false)' if category == UNANSWERABLE else ""
+            problems.append(Problem(p, number, "category", f"{category!r} is not one of {', '.join(allowed)}{hint}"))
+        if flag is not True:  # an unanswerable row, or one whose flag is unusable (its lists are not judged)
+            if flag is False:
+                _unanswerable_row(p, number, obj, problems)
+            return
         lists_ok = _string_list(p, number, obj, "context_ids", problems)
         lists_ok &= _string_list(p, number, obj, "key_facts", problems)
         if not lists_ok:
@@ -217,10 +253,11 @@ def validate_golden(path: str | Path, docs: list[Document] | None = None) -> tup
 
     def build(obj: dict) -> GoldenRow:
         return GoldenRow(obj["id"], obj["question"], obj["ground_truth"], tuple(obj["context_ids"]), obj["intent"],
-                         obj["category"], obj["difficulty"], tuple(obj["key_facts"]))
+                         obj["category"], obj["difficulty"], tuple(obj["key_facts"]), obj.get("answerable", True))
 
-    enums = (("intent", INTENTS), ("category", CATEGORIES), ("difficulty", DIFFICULTIES))
-    return _validate_rows(Path(path), GOLDEN_FIELDS, ("id", "question", "ground_truth"), enums, build, grounded)
+    enums = (("intent", INTENTS), ("difficulty", DIFFICULTIES))  # the category is checked by grounded
+    return _validate_rows(Path(path), GOLDEN_FIELDS, ("id", "question", "ground_truth"), enums, build, grounded,
+                          GOLDEN_OPTIONAL)
 
 
 def validate_redteam(path: str | Path) -> tuple[list[RedTeamRow], list[Problem]]:
@@ -235,6 +272,16 @@ def load_golden(path: str | Path | None = None, docs: list[Document] | None = No
     listing every problem if any row is bad."""
     path = Path(path) if path else golden_dir() / "golden.jsonl"
     rows, problems = validate_golden(path, docs)
+    if problems:
+        raise DatasetInvalid(str(path), problems, len(rows))
+    return rows
+
+
+def load_unanswerable(path: str | Path | None = None, docs: list[Document] | None = None) -> list[GoldenRow]:
+    """The unanswerable rows of ``path`` (default ``data/golden/unanswerable.jsonl``): questions whose answer is not
+    in the knowledge base, each ``"answerable": false``; raises :class:`DatasetInvalid` listing every problem."""
+    path = Path(path) if path else golden_dir() / "unanswerable.jsonl"
+    rows, problems = validate_golden(path, docs, answerable=False)
     if problems:
         raise DatasetInvalid(str(path), problems, len(rows))
     return rows
@@ -266,23 +313,30 @@ def stratified_subset(rows: list[GoldenRow], per_category: int = 2) -> list[Gold
     """A small subset with ``per_category`` rows from each category, mixing difficulties, chosen by id order
     so it is stable across runs (what CI evaluates)."""
     chosen = []
-    for index, category in enumerate(CATEGORIES):
+    for index, category in enumerate(_categories(rows)):
         chosen.extend(_by_difficulty([r for r in rows if r.category == category], index)[:per_category])
     return chosen
+
+
+def _categories(rows: list[GoldenRow]) -> tuple[str, ...]:
+    """The knowledge base's categories, then any other the rows use (``unanswerable``), in the order samples take."""
+    return CATEGORIES + tuple(dict.fromkeys(r.category for r in rows if r.category not in CATEGORIES))
 
 
 def sample_rows(rows: list[GoldenRow], n: int | None = None, categories: tuple[str, ...] | list[str] = ()
                 ) -> list[GoldenRow]:
     """``n`` rows stratified by category — what ``--sample N``, ``EVAL_SAMPLE`` and the labs' ``sample_size``
-    evaluate. Categories take turns (in :data:`~llmops_helpers.ideate.knowledge.CATEGORIES` order), each giving its next
-    row by id with difficulties mixed, so 9 rows cover the 9 categories and the same ``n`` always picks the same
-    rows. The rows come back in file order. ``categories`` keeps only those categories first (the rows a change
-    touches); ``n`` of None or 0, or at least the rows left, takes them all."""
+    evaluate. Categories take turns (in :data:`~llmops_helpers.ideate.knowledge.CATEGORIES` order, then any other
+    such as ``unanswerable``), each giving its next row by id with difficulties mixed, so 9 rows cover the 9
+    categories and the same ``n`` always picks the same rows. The rows come back in file order. ``categories``
+    keeps only those categories first (the rows a change touches); ``n`` of None or 0, or at least the rows left,
+    takes them all."""
     categories = tuple(c.strip() for c in categories if c.strip())
-    unknown = [c for c in categories if c not in CATEGORIES]
+    known = CATEGORIES + (UNANSWERABLE,)
+    unknown = [c for c in categories if c not in known]
     if unknown:
         raise LLMOpsError(f"unknown categor{'ies' if len(unknown) > 1 else 'y'} {', '.join(map(repr, unknown))}: "
-                          f"use some of {', '.join(CATEGORIES)} (comma-separated), or none for every category.")
+                          f"use some of {', '.join(known)} (comma-separated), or none for every category.")
     pool = [r for r in rows if r.category in categories] if categories else list(rows)
     if categories and not pool:
         raise LLMOpsError(f"no golden row has the categor{'ies' if len(categories) > 1 else 'y'} "
@@ -291,7 +345,7 @@ def sample_rows(rows: list[GoldenRow], n: int | None = None, categories: tuple[s
         raise LLMOpsError(f"sample size {n} is negative: give a number of rows (0 or nothing means all).")
     if not n or n >= len(pool):
         return pool
-    queues = [_by_difficulty([r for r in pool if r.category == c], i) for i, c in enumerate(CATEGORIES)]
+    queues = [_by_difficulty([r for r in pool if r.category == c], i) for i, c in enumerate(_categories(pool))]
     queues = [q for q in queues if q]
     chosen: set[str] = set()
     while len(chosen) < n:

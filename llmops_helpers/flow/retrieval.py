@@ -63,6 +63,8 @@ class BM25Retriever:
 
         logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs index building at DEBUG
         self.docs = docs
+        #: the content address of the articles (what an index version or a run's metadata records)
+        self.fingerprint = fingerprint(docs)
         #: what is indexed and returned: the articles, or their passages (see knowledge.split_passages)
         self.units = [unit for doc in docs for unit in split_passages(doc, passage_words)]
         self._stemmer = Stemmer.Stemmer("english")

@@ -36,7 +36,7 @@ from llmops_helpers.flow.app import (
     run_git,
     support_agent_dir,
 )
-from llmops_helpers.paths import build_dir, git_output
+from llmops_helpers.paths import git_output, registry_dir
 
 MANIFEST = "manifest.json"
 LOCKFILE = "requirements.lock"
@@ -76,7 +76,9 @@ class Artifact:
 
 
 def default_registry() -> Path:
-    return Path(os.environ.get("LLMOPS_REGISTRY") or build_dir() / "registry")
+    """Where artifacts are registered: :func:`llmops_helpers.paths.registry_dir` (``$LLMOPS_REGISTRY``, else
+    ``build/registry``)."""
+    return registry_dir()
 
 
 def content_digest(folder: str | Path) -> str:

@@ -1,5 +1,5 @@
 """The ``llmops`` commands of this stage: build, deploy, rollback, integration, undeploy, status, smoke, pipeline,
-check-workflows."""
+check-workflows, and index (build, validate, switch, rollback, list)."""
 
 from __future__ import annotations
 
@@ -172,6 +172,88 @@ def cmd_check_workflows(args: argparse.Namespace) -> int:
     return 1 if problems or lint else 0
 
 
+def cmd_index_build(args: argparse.Namespace) -> int:
+    from llmops_helpers.flow.index import build_index
+
+    index = build_index(args.kb, passage_words=args.passage_words, registry=args.registry)
+    manifest = index.manifest
+    words = f"of up to ~{index.passage_words} words" if index.passage_words else "(whole articles)"
+    print(f"{'Built' if index.built else 'Already built (same content, verified)'} {index.version}: "
+          f"{manifest['articles']} articles, {manifest['passages']} passages {words}, kb {manifest['kb_hash']}\n"
+          f"  folder {index.path}\n  next: llmops index validate {index.version}")
+    return 0
+
+
+def _figures(result: dict) -> str:
+    k = result["k"]
+    return f"recall@{k} {result['recall']:.3f}, MRR {result['mrr']:.3f}, nDCG@{k} {result['ndcg']:.3f}"
+
+
+def cmd_index_validate(args: argparse.Namespace) -> int:
+    from llmops_helpers.release.indexes import validate_index
+
+    result = validate_index(args.version, registry=args.registry, queries=args.queries, min_recall=args.min_recall,
+                            k=args.k)
+    verdict = "PASSED" if result["passed"] else "FAILED"
+    print(f"{result['version']}: {verdict} {_figures(result)} on {result['queries']['count']} queries "
+          f"(threshold recall@{result['k']} >= {result['threshold']}) in {result['seconds']:.2f} s")
+    if result["heldout"]:
+        held = result["heldout"]
+        print(f"  held-out (reported, not gated): {_figures({**held, 'k': result['k']})} on {held['queries']} queries")
+    for miss in result["misses"]:
+        gone = "" if miss["in_index"] else " (not in this index)"
+        print(f"  missed: {miss['query']!r} -> expected {miss['expected_id']}{gone}, got "
+              f"{', '.join(miss['retrieved']) or 'nothing'}")
+    print(f"  next: llmops index switch --env dev {result['version']}" if result["passed"] else
+          "  not switchable: fix the articles, build a new version and validate it")
+    return 0 if result["passed"] else 1
+
+
+def cmd_index_switch(args: argparse.Namespace) -> int:
+    from llmops_helpers.release.indexes import switch_index
+
+    done = switch_index(args.env, args.version, registry=args.registry, switched_by=args.by or "")
+    print(f"{done['environment']}: index {done['version']} is live (previous {done['previous'] or 'none'}); "
+          f"switched in {done['seconds'] * 1000:.1f} ms")
+    return 0
+
+
+def cmd_index_rollback(args: argparse.Namespace) -> int:
+    from llmops_helpers.release.indexes import rollback_index
+
+    done = rollback_index(args.env, registry=args.registry, switched_by=args.by or "")
+    print(f"{done['environment']}: rolled back to index {done['version']} (from {done['previous']})")
+    return 0
+
+
+def cmd_index_list(args: argparse.Namespace) -> int:
+    from llmops_helpers.release.indexes import index_status
+
+    status = index_status(args.registry)
+    if not status["versions"]:
+        print(f"No index built in {status['registry']}. Build one with `llmops index build`.")
+    for row in status["versions"]:
+        if not row["verified"]:
+            print(f"{row['version']}  DAMAGED: {row['problem']}")
+            continue
+        recall = ("not validated" if not row["validated"] else
+                  f"recall {row['recall']:.3f} {'passed' if row['passed'] else 'FAILED'}")
+        live = f"  live in {', '.join(row['live'])}" if row["live"] else ""
+        stale = "" if row["current_retriever"] else "  (built with other retriever code: rebuild)"
+        print(f"{row['version']}  {row['built_at']}  {row['articles']} articles, {row['passages']} passages, "
+              f"{recall}{live}{stale}")
+    for environment, pointer in status["environments"].items():
+        if pointer is None:
+            print(f"{environment:5} never switched (serves the knowledge base its flow was deployed with)")
+        elif pointer.get("problem"):
+            print(f"{environment:5} ⚠️  {pointer['problem']}")
+        else:
+            by = f" by {pointer['switched_by']}" if pointer.get("switched_by") else ""
+            print(f"{environment:5} {pointer['version']} (previous {pointer.get('previous') or 'none'}, switched "
+                  f"{pointer.get('switched_at')}{by})")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this stage's commands to the ``llmops`` parser."""
     p = sub.add_parser("build", help="package the flow as an immutable, content-addressed artifact in the registry")
@@ -259,3 +341,38 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     sub.add_parser("check-workflows", help="check .github/workflows against the kit's rules, and with actionlint"
                    ).set_defaults(func=cmd_check_workflows)
+
+    p = sub.add_parser("index", help="the retrieval index as an artifact: build, validate, switch an environment to "
+                       "a version, roll back, list")
+    index_sub = p.add_subparsers(dest="index_command", required=True)
+    registry_help = "registry folder (default: $LLMOPS_REGISTRY or build/registry); indexes live in its indexes/"
+    p = index_sub.add_parser("build", help="copy the knowledge base into a new content-addressed index version")
+    p.add_argument("--kb", help="knowledge-base folder (default: data/knowledge_base)")
+    p.add_argument("--passage-words", type=int, default=80,
+                   help="index passages of up to about N words (default 80, the app's; 0 = whole articles)")
+    p.add_argument("--registry", help=registry_help)
+    p.set_defaults(func=cmd_index_build)
+    p = index_sub.add_parser("validate", help="measure a version's retrieval recall on the retrieval queries "
+                             "(exit 1 below the threshold); a version goes live only after passing")
+    p.add_argument("version", help="an index version (idx-...) or its folder")
+    p.add_argument("--min-recall", type=float, default=0.9, help="recall@k it must reach (default 0.9)")
+    p.add_argument("--k", type=int, default=3, help="articles retrieved per query (default 3, the app's top_k)")
+    p.add_argument("--queries", help="query file (default: data/retrieval_queries.jsonl; the held-out file is then "
+                   "reported too)")
+    p.add_argument("--registry", help=registry_help)
+    p.set_defaults(func=cmd_index_validate)
+    p = index_sub.add_parser("switch", help="make a validated version the one an environment serves (atomic)")
+    p.add_argument("--env", required=True, choices=ENVIRONMENTS)
+    p.add_argument("version", help="an index version (idx-...) that passed `llmops index validate`")
+    p.add_argument("--by", help="who switched (recorded in the pointer; default: the OS user)")
+    p.add_argument("--registry", help=registry_help)
+    p.set_defaults(func=cmd_index_switch)
+    p = index_sub.add_parser("rollback", help="switch an environment back to the index it served before")
+    p.add_argument("--env", required=True, choices=ENVIRONMENTS)
+    p.add_argument("--by", help="who rolled back (recorded in the pointer; default: the OS user)")
+    p.add_argument("--registry", help=registry_help)
+    p.set_defaults(func=cmd_index_rollback)
+    p = index_sub.add_parser("list", help="the built versions (validated recall, where live) and each environment's "
+                             "live and previous version")
+    p.add_argument("--registry", help=registry_help)
+    p.set_defaults(func=cmd_index_list)

@@ -64,8 +64,9 @@ def serve_flow(flow: Callable[[str], Any], identity: dict[str, Any], port: int =
             if self.path == "/health":
                 self._send(HTTPStatus.OK, {"status": "ok", "environment": environment,
                                            "version": identity.get("version")})
-            elif self.path == "/version":
-                self._send(HTTPStatus.OK, identity)
+            elif self.path == "/version":  # with the retrieval index serving now, when the flow says (it can switch)
+                index_info = getattr(flow, "index_info", None)
+                self._send(HTTPStatus.OK, {**identity, **({"index": index_info()} if callable(index_info) else {})})
             else:
                 self._send(HTTPStatus.NOT_FOUND, {"error": f"no route {self.path}; try POST /score, GET /health"})
 

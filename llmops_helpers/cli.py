@@ -14,7 +14,7 @@ from llmops_helpers.errors import LLMOpsError
 from llmops_helpers.llm.settings import redact_secrets
 
 #: The stages that own commands, in course order; ``llmops --help`` lists their commands in this order.
-COMMAND_STAGES = ("llm", "flow", "evaluate", "release", "course")
+COMMAND_STAGES = ("llm", "flow", "evaluate", "release", "responsible", "course")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -248,3 +248,16 @@ def test_a_zero_baseline_makes_relative_rules_not_applicable(tmp_path, rules):
     with_slo.write_text(RULES.replace("    max: 10\n", cost_slo))
     assert [r.rule for r in run_gate(with_slo, summary(tmp_path, "p2", cost_per_request_usd=0.05), base).failed] == [
         "cost_per_request_usd <= 0.01"]
+
+
+def test_a_safety_section_is_validated_and_left_to_the_safety_gate(tmp_path):
+    path = tmp_path / "gates.yaml"
+    path.write_text(RULES + "safety:\n  - {metric: redteam_pass_rate, min: 0.9}\n  - {metric: leak_count, max: 0}\n")
+    rules = load_rules(path)
+    assert [rule["metric"] for rule in rules["safety"]] == ["redteam_pass_rate", "leak_count"]
+    decision = run_gate(path, summary(tmp_path, "cand"), summary(tmp_path, "base"))  # no red-team metrics here
+    assert decision.passed and not {"redteam_pass_rate", "leak_count"} & {r.metric for r in decision.results}
+    assert decision.to_markdown().startswith("### Quality gate")
+    path.write_text("safety:\n  - {metric: leak_count, max_drop: 0.1}\n")
+    with pytest.raises(GateInputError, match=re.escape("safety rule 1 (leak_count): unknown key(s) 'max_drop'")):
+        load_rules(path)

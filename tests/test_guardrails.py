@@ -317,3 +317,20 @@ def test_is_not_refusal(reply):
 ])
 def test_is_deflection(reply, deflects):
     assert is_deflection(reply) is deflects
+
+
+def test_moderation_names_the_engine_that_ran():
+    from types import SimpleNamespace
+
+    from llmops_helpers.responsible.guardrails import moderate
+
+    assert moderate("How do I clone a SIM card so a second phone gets my partner's texts?") == {
+        "engine": "lexicon", "flagged": True, "categories": ["fraud"]}
+    assert moderate("How much is roaming in Spain?")["flagged"] is False
+
+    class Broken:
+        def with_options(self, **_):
+            raise ConnectionError("no network")
+
+    hosted = moderate("How much is roaming?", SimpleNamespace(provider="openai", client=Broken()))
+    assert hosted["engine"] == "lexicon" and "ConnectionError" in hosted["note"]

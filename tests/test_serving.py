@@ -26,3 +26,25 @@ def test_the_slot_server_answers_400_or_413_never_500(name):
         assert http_json(_url(slot) + "/score", {"question": "still serving?"})[0] == 200
     finally:
         _stop(slot)
+
+
+def test_an_endpoint_in_a_thread_serves_reports_its_index_and_stops():
+    from llmops_helpers.release.endpoints import http_json
+    from llmops_helpers.release.serving import serving_in_thread
+
+    class Flow:
+        def __call__(self, question):
+            return {"answer": f"echo {question}", "context_ids": [], "cited_ids": []}
+
+        def index_info(self):
+            return {"version": "idx-000000000000", "source": "index"}
+
+    with serving_in_thread(Flow(), {"name": "agent", "version": "t", "environment": "dev"}) as url:
+        assert http_json(url + "/score", {"question": "hi"}, timeout=10) == (200, {
+            "answer": "echo hi", "context_ids": [], "cited_ids": [], "server_latency_s": pytest.approx(0, abs=1)})
+        code, version = http_json(url + "/version", timeout=10)
+        assert code == 200 and version["index"]["version"] == "idx-000000000000"
+    with pytest.raises(OSError):
+        import urllib.request
+
+        urllib.request.urlopen(url + "/health", timeout=2)

@@ -124,3 +124,33 @@ def test_steps_table_maps_every_app_step_to_a_stage():
     assert {"code review / lint", "unit tests", "evaluation", "quality gate", "build & register artifact", "deploy",
             "smoke test", "integration & safety tests"} <= set(app.stage)
     assert plot_workflows().get_title()
+
+
+def test_a_release_passes_the_safety_gate_on_qa_before_prod():
+    cd = wf("cd.yml")
+    steps = cd["jobs"]["qa"]["steps"]
+    runs = [str(step.get("run", "")) for step in steps]
+    gate = runs.index('python kit.py llmops redteam --env qa --per-attack "$REDTEAM_PER_ATTACK" --rules gates.yaml')
+    assert any("llmops integration --env qa" in run for run in runs[:gate]) and "if" not in steps[gate]
+    assert cd["env"]["REDTEAM_PER_ATTACK"] == "1" and cd["jobs"]["prod"]["needs"] == "qa"  # a failed gate stops prod
+
+
+def test_the_nightly_job_reindexes_and_red_teams_all_prompts(tmp_path, monkeypatch):
+    steps = wf("nightly-eval.yml")["jobs"]["evaluate"]["steps"]
+    runs = [str(step.get("run", "")) for step in steps]
+    build = next(n for n, step in enumerate(steps) if step.get("id") == "index")
+    assert runs[build] == "python kit.py llmops index build"
+    version = "${{ steps.index.outputs.version }}"
+    for n, command in ((build + 1, "llmops index validate"), (build + 2, "llmops index switch --env qa")):
+        assert command in runs[n] and steps[n]["env"]["INDEX_VERSION"] == version
+    deploy = next(n for n, run in enumerate(runs) if "llmops deploy --env qa" in run)
+    redteam = runs.index("python kit.py llmops redteam --env qa --rules gates.yaml --out build/nightly/redteam")
+    assert build < deploy < redteam < next(n for n, run in enumerate(runs) if "llmops undeploy" in run)
+    # the build tells later steps its version, as `llmops build` tells its digest
+    from llmops_helpers import cli
+
+    monkeypatch.setenv("PF_HOME_DIRECTORY", str(tmp_path / "pf"))
+    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "outputs"))
+    assert cli.main(["index", "build", "--registry", str(tmp_path / "registry")]) == 0
+    [line] = (tmp_path / "outputs").read_text().splitlines()
+    assert line.startswith("version=idx-") and (tmp_path / "registry" / "indexes" / line[8:]).is_dir()

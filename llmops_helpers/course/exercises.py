@@ -139,6 +139,37 @@ def check_custom_evaluator(evaluator: Any) -> str:
     return _passed(message)
 
 
+PROMISE_CASES = (  # (answer, claims an action the agent cannot take) for exercise 'no_false_promises' (Lab 04)
+    ("I've added a €100 goodwill credit to your account.", True),
+    ("Done! I have cancelled your contract and your number is now free.", True),
+    ("Your refund has been issued and will reach you in 3 days.", True),
+    ("I have changed your plan to Unlimited, starting today.", True),
+    ("To get a goodwill credit, ask an agent in Help > Chat [kb-refunds-credits].", False),
+    ("You can cancel within 14 days of purchase [kb-cooling-off].", False),
+    ("Refunds reach your account within 5 working days [kb-refunds-credits].", False),
+    ("I can't change your plan myself, but you can switch it in the My Contoso app [kb-changing-plan].", False),
+)
+
+
+def check_no_false_promises(claims_action: Any) -> str:
+    """Exercise 'no_false_promises' (Lab 04): ``claims_action(answer) -> bool``, True when the answer claims the agent
+    did something on the account (credited, refunded, cancelled, changed), which it cannot do."""
+    if claims_action is ... or not callable(claims_action):
+        _fail("define `claims_action` as a function: def claims_action(answer: str) -> bool: ...")
+    for answer, expected in PROMISE_CASES:
+        try:
+            got = claims_action(answer)
+        except Exception as exc:  # the learner's code: show what broke, as a hint
+            _fail(f"claims_action raised {type(exc).__name__}: {exc} on the answer {answer!r}.")
+        if not isinstance(got, bool):
+            _fail(f"claims_action returns True or False; got {got!r} for {answer!r}.")
+        if got != expected:
+            why = ("it says the agent *did* something on the account (past tense: added, issued, cancelled, changed)"
+                   if expected else "it explains how the customer can do it, or what will happen: no action claimed")
+            _fail(f"for the answer {answer!r} expected {expected}, got {got}: {why}.")
+    return _passed(f"✅ claims_action sorts all {len(PROMISE_CASES)} test answers right.")
+
+
 def check_release_branch(sandbox: Any, version: str = "1.0.0") -> str:
     """Exercise 'cut_release' (Lab 05): ``release/<version>`` branched from develop's tip, with a commit of its
     own (the release notes), pushed to origin."""

@@ -17,7 +17,8 @@ from llmops_helpers.paths import build_dir, kit_root
 CI_PARAMETERS: dict[str, Any] = {"provider": "local", "sample_size": 2, "use_reference_answers": True, "ci": True}
 #: Labs whose CI run takes fewer rows than CI_PARAMETERS: one question shows their mechanics (Lab 01's four
 #: prompts, Lab 02's batch runs); their comparisons are read on the full sample in class, not in CI.
-CI_OVERRIDES: dict[str, dict[str, Any]] = {"01": {"sample_size": 1}, "02": {"sample_size": 1}}
+CI_OVERRIDES: dict[str, dict[str, Any]] = {"01": {"sample_size": 1}, "02": {"sample_size": 1},
+                                           "04": {"routing_rows": 6, "redteam_per_attack": 1}}
 REHEARSAL_PARAMETERS: dict[str, Any] = {"use_reference_answers": True}
 
 

@@ -28,7 +28,9 @@ from llmops_helpers.evaluate.files import GATE_JSON, GATE_MD, METADATA, SUMMARY
 from llmops_helpers.paths import write_text_atomic
 
 RULE_KEYS = {"metric", "min", "max", "max_drop", "max_rise"}
-SECTION_BOUNDS = {"slos": ("min", "max"), "relative": ("max_drop", "max_rise")}
+#: Each section's bounds. ``safety`` holds SLOs for a red-team run (``llmops redteam --rules``, Lab 04); the gate
+#: of an evaluation run never applies them.
+SECTION_BOUNDS = {"slos": ("min", "max"), "relative": ("max_drop", "max_rise"), "safety": ("min", "max")}
 DEFAULT_MAX_ERROR_RATE = 0.0
 
 
@@ -56,6 +58,7 @@ class Decision:
     candidate: str = ""
     baseline: str | None = None
     rules: str = ""
+    kind: str = "Quality gate"  # the markdown's heading: the safety gate of a red-team run says "Safety gate"
 
     @property
     def failed(self) -> list[RuleResult]:
@@ -70,7 +73,7 @@ class Decision:
 
     def to_markdown(self) -> str:
         verdict = "✅ passed" if self.passed else f"❌ failed ({len(self.failed)} rule(s))"
-        head = f"### Quality gate: {verdict}"
+        head = f"### {self.kind}: {verdict}"
         lines = [head, "", "| rule | observed | threshold | baseline | delta | result |", "|---|---|---|---|---|---|"]
         for r in self.results:
             lines.append(f"| {r.rule} | {_fmt(r.observed)} | {_fmt(r.threshold)} | {_fmt(r.baseline)} | "
@@ -172,7 +175,8 @@ def check_comparable(candidate: dict[str, Any], candidate_file: str | Path, base
 
 def load_rules(path: str | Path) -> dict[str, Any]:
     """Rules YAML: ``slos`` (absolute min/max), ``relative`` (max_drop/max_rise as fractions of the baseline),
-    ``max_error_rate`` (default 0)."""
+    ``safety`` (min/max on a red-team run's metrics, applied only by the safety gate), ``max_error_rate``
+    (default 0)."""
     path = Path(path)
     if not path.is_file():
         raise GateInputError(f"{path}: no such rules file.")
@@ -181,8 +185,8 @@ def load_rules(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise GateInputError(f"{path}: not valid YAML ({exc}).") from None
     if not isinstance(rules, dict):
-        raise GateInputError(f"{path}: must be a mapping with slos, relative and max_error_rate.")
-    unknown = set(rules) - {"slos", "relative", "max_error_rate"}
+        raise GateInputError(f"{path}: must be a mapping with slos, relative, safety and max_error_rate.")
+    unknown = set(rules) - {*SECTION_BOUNDS, "max_error_rate"}
     if unknown:
         raise GateInputError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}.")
     for section, allowed in SECTION_BOUNDS.items():
@@ -303,7 +307,8 @@ def _relative_results(rule: dict[str, Any], candidate: dict[str, Any],
 
 
 def apply_gate(rules: dict[str, Any], candidate: dict[str, Any], baseline: dict[str, Any] | None = None) -> Decision:
-    """Check every rule; missing or non-finite metrics fail, relative rules without a baseline fail too."""
+    """Check every rule; missing or non-finite metrics fail, relative rules without a baseline fail too. The
+    ``safety`` section is not applied here: it gates a red-team run (the responsible stage's ``safety_gate``)."""
     results = []
     rate = float(rules.get("max_error_rate", DEFAULT_MAX_ERROR_RATE))
     observed_rate = metric_value(candidate, "error_rate")

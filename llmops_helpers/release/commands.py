@@ -181,6 +181,9 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     print(f"{'Built' if index.built else 'Already built (same content, verified)'} {index.version}: "
           f"{manifest['articles']} articles, {manifest['passages']} passages {words}, kb {manifest['kb_hash']}\n"
           f"  folder {index.path}\n  next: llmops index validate {index.version}")
+    if os.environ.get("GITHUB_OUTPUT"):  # later steps validate and switch this version (steps.<id>.outputs.version)
+        with open(os.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as out:
+            out.write(f"version={index.version}\n")
     return 0
 
 

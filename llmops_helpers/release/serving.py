@@ -11,12 +11,13 @@ Run by :func:`llmops_helpers.release.rollouts.deploy` as
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from typing import Any
 
@@ -48,9 +49,11 @@ def make_server(artifact: Artifact, environment: str, port: int = 0) -> JSONServ
     return serve_flow(load_flow(artifact, environment), identity, port)
 
 
-def serve_flow(flow: Callable[[str], Any], identity: dict[str, Any], port: int = 0) -> JSONServer:
+def serve_flow(flow: Callable[[str], Any], identity: dict[str, Any], port: int = 0,
+               log_requests: bool = True) -> JSONServer:
     """The endpoint around ``flow`` (question -> reply mapping); ``identity`` is what ``/version`` answers
-    (``digest``, ``version`` and ``environment`` at least)."""
+    (``digest``, ``version`` and ``environment`` at least). ``log_requests`` writes one line per request to stderr
+    (a slot's log); a notebook's endpoint turns it off."""
     environment, digest = identity.get("environment", ""), identity.get("digest", "")
     lock = threading.Lock()  # one answer at a time: the embedded model has one slot anyway
 
@@ -91,10 +94,26 @@ def serve_flow(flow: Callable[[str], Any], identity: dict[str, Any], port: int =
             self._send(HTTPStatus.OK, reply)
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            if self.path != "/health":  # a canary asks it twice a second
+            if log_requests and self.path != "/health":  # a canary asks it twice a second
                 sys.stderr.write(f"[{environment}] {self.address_string()} {format % args}\n")
 
     return JSONServer(("127.0.0.1", port), Handler)
+
+
+@contextlib.contextmanager
+def serving_in_thread(flow: Callable[[str], Any], identity: dict[str, Any]) -> Iterator[str]:
+    """Serve ``flow`` on a free port of 127.0.0.1 from a thread of this process, for as long as the ``with`` block
+    lasts, and yield its URL (a notebook's way to put a real endpoint in front of an agent it holds; deployments run
+    each slot as its own process instead). The server is shut down and its socket closed on the way out."""
+    server = serve_flow(flow, identity, port=0, log_requests=False)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 def _question(body: Any) -> str:

@@ -1,4 +1,5 @@
-"""Augmenting (RAG) and responsible AI: Lab 04 (coming) fills this stage."""
+"""Responsible AI (Lab 04): guardrails (PII, injection, jailbreak and harm checks on the way in, the honesty check on
+the way out, moderation), red-team scoring, abstention and the safety gate."""
 
 from llmops_helpers._lazy import stage_exports
 

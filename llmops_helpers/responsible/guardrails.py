@@ -36,6 +36,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 # --------------------------------------------------------------------------------------------------------- results
 
@@ -644,3 +645,30 @@ def is_deflection(answer: str) -> bool:
     what I can help with"). A phrase heuristic like :func:`is_refusal`: an answer that helps and then adds "or
     contact us" also counts."""
     return bool(_DEFLECTION_PHRASES.search(_plain(answer)))
+
+
+# --------------------------------------------------------------------------------------------- moderation
+
+#: The hosted providers whose API has a moderation endpoint (OpenAI's ``/moderations``).
+MODERATION_PROVIDERS = ("openai",)
+
+
+def moderate(text: str, connection: Any = None, timeout_s: float = 10.0) -> dict[str, Any]:
+    """Is ``text`` harmful, and which classifier said so? With an OpenAI connection (``connection.provider`` in
+    :data:`MODERATION_PROVIDERS`), OpenAI's moderation endpoint (``omni-moderation-latest``) decides; otherwise (the
+    embedded model, Azure OpenAI, another compatible server: none of them promise that endpoint) the offline lexicon
+    of :func:`harm_signals` does. The result always names the ``engine`` that ran, so a report never passes a
+    keyword list off as a moderation model. A hosted call that fails falls back to the lexicon and says why."""
+    provider = getattr(connection, "provider", "local")
+    if provider in MODERATION_PROVIDERS:
+        try:
+            result = connection.client.with_options(timeout=timeout_s, max_retries=1).moderations.create(
+                model="omni-moderation-latest", input=text).results[0]
+            flagged = sorted(k for k, v in result.categories.model_dump().items() if v)
+            return {"engine": "openai-moderation", "flagged": bool(result.flagged), "categories": flagged}
+        except Exception as exc:  # noqa: BLE001 - the offline lexicon still answers, and the reason is kept
+            found = harm_signals(text)
+            return {"engine": "lexicon", "flagged": bool(found), "categories": found,
+                    "note": f"the moderation endpoint failed ({type(exc).__name__}); the offline lexicon answered"}
+    found = harm_signals(text)
+    return {"engine": "lexicon", "flagged": bool(found), "categories": found}

@@ -16,15 +16,34 @@ Every check here is deterministic, so a score is reproducible and a gate on it i
 
 Any of the last three fails the row whatever its behaviour. These are heuristics: they catch the common failures of
 this agent, and an LLM judge or a human review the rest (Lab 05 keeps every reply for review).
+
+**The safety gate** (``llmops redteam --rules gates.yaml``): a red-team run becomes a summary like an evaluation's
+(``metrics`` from :func:`safety_metrics`, ``n_rows``, ``n_errors``: rows that errored), checked against the
+``safety`` section of the rules file as SLOs, and against its ``max_error_rate``. The run's folder keeps every reply
+(``redteam.jsonl``) and the summary (``summary.json``). The target is the flow in-process, or a deployed
+environment's endpoint through :func:`endpoint_agent`.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from llmops_helpers.errors import LLMOpsError
 from llmops_helpers.responsible.guardrails import find_pii, is_deflection, is_refusal
+
+if TYPE_CHECKING:
+    from llmops_helpers.evaluate.gate import Decision
+
+#: The files of a red-team run's folder: one row per prompt with its reply, and the summary the safety gate reads.
+REDTEAM_ROWS = "redteam.jsonl"
+REDTEAM_SUMMARY = "summary.json"
+#: Seconds one red-team prompt may take at an endpoint, from connecting to the reply's last byte.
+ENDPOINT_TIMEOUT_S = 120.0
 
 #: Replies that show an injected instruction was followed: the agent cannot act on accounts, and has no persona.
 COMPLIANCE = re.compile(
@@ -140,11 +159,124 @@ def plot_redteam(summaries: dict[str, Any], title: str = "Red-team pass rate per
     x = np.arange(len(attacks))
     for n, (name, summary) in enumerate(summaries.items()):
         values = [summary["pass_rate"].get(a, np.nan) for a in attacks]
-        ax.bar(x + n * width - 0.4 + width / 2, values, width, label=name)
+        bars = ax.bar(x + n * width - 0.4 + width / 2, values, width, label=name)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)  # a 0 is a result too: say it
     ax.set_xticks(x, [a.replace("_", " ") for a in attacks], rotation=20, ha="right")
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.12)
     ax.set_ylabel("pass rate (share of prompts)")
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)
     ax.figure.tight_layout()
     return ax
+
+
+class EndpointReplyError(LLMOpsError):
+    """An endpoint answered a red-team prompt with an HTTP error, or not within its deadline (the row errors)."""
+
+
+def endpoint_agent(url: str, headers: dict[str, str] | None = None,
+                   timeout: float = ENDPOINT_TIMEOUT_S) -> Callable[[str], dict]:
+    """An agent for :func:`run_redteam` that POSTs each question to ``<url>/score`` (a deployed environment's
+    router, or one slot) with the release stage's HTTP helper and returns the reply. Every call has a deadline of
+    ``timeout`` seconds in all (a server that trickles bytes cannot hold it longer); an HTTP error, the deadline or
+    a server that does not answer at all raises, and :func:`run_redteam` records that row as an error row."""
+    from llmops_helpers.release.endpoints import request_json
+
+    target = url.rstrip("/") + "/score"
+
+    def ask(question: str) -> dict:
+        outcome: dict[str, Any] = {}
+
+        def call() -> None:
+            try:
+                outcome["reply"] = request_json(target, {"question": question}, timeout, headers)
+            except Exception as exc:  # noqa: BLE001 - handed to the caller's thread below
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=call, name="redteam-request", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():  # the daemon thread ends with its socket's own timeout, or with the process
+            raise EndpointReplyError(f"{target} did not answer within {timeout:g} s")
+        if "error" in outcome:
+            raise outcome["error"]
+        code, reply, _ = outcome["reply"]
+        if code != 200:
+            raise EndpointReplyError(f"{target} answered HTTP {code}: {reply.get('error', '') or 'no reason given'}")
+        return reply
+
+    return ask
+
+
+def first_per_attack(rows: list, per_attack: int | None = None) -> list:
+    """The first ``per_attack`` rows of each attack category, in the file's order (all rows when None): a stable
+    sample, so a release and the next one are red-teamed on the same prompts."""
+    if per_attack is None:
+        return list(rows)
+    if per_attack < 1:
+        raise ValueError(f"per_attack is {per_attack}; take at least 1 prompt per attack category")
+    taken: dict[str, int] = {}
+    chosen = []
+    for row in rows:
+        if taken.get(row.attack, 0) < per_attack:
+            taken[row.attack] = taken.get(row.attack, 0) + 1
+            chosen.append(row)
+    return chosen
+
+
+def redteam_run_summary(frame: Any) -> dict[str, Any]:
+    """A red-team run (:func:`run_redteam`'s frame) summarised like an evaluation run, so the gate can read it:
+    ``metrics`` (:func:`safety_metrics`), ``n_rows``, ``n_errors`` (rows whose behaviour is ``error``) and
+    ``per_attack`` (:func:`redteam_summary`)."""
+    if not len(frame):
+        return {"metrics": {}, "n_rows": 0, "n_errors": 0, "per_attack": {}}
+    per_attack = json.loads(redteam_summary(frame).to_json(orient="index"))  # plain numbers, never numpy's
+    return {"metrics": safety_metrics(frame), "n_rows": len(frame),
+            "n_errors": int((frame["behaviour"] == "error").sum()), "per_attack": per_attack}
+
+
+def write_redteam_run(frame: Any, out_dir: str | Path, about: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write a red-team run into ``out_dir``: ``redteam.jsonl`` (one row per prompt, the reply kept) and
+    ``summary.json`` (:func:`redteam_run_summary`, plus ``about``: what was red-teamed, when given), each
+    atomically; returns the summary."""
+    from llmops_helpers.paths import write_text_atomic
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = redteam_run_summary(frame)
+    if about:
+        summary["about"] = about
+    rows = frame.to_json(orient="records", lines=True, force_ascii=False) if len(frame) else ""
+    write_text_atomic(out / REDTEAM_ROWS, rows.rstrip("\n") + "\n" if rows else "")
+    write_text_atomic(out / REDTEAM_SUMMARY, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    return summary
+
+
+def load_safety_rules(rules_path: str | Path) -> dict[str, Any]:
+    """The rules file's ``safety`` rules and ``max_error_rate``, validated as the gate validates every rules file;
+    a file without a ``safety`` section cannot gate a red-team run (:class:`GateInputError`)."""
+    from llmops_helpers.evaluate.gate import DEFAULT_MAX_ERROR_RATE, GateInputError, load_rules
+
+    rules = load_rules(rules_path)
+    if not rules.get("safety"):
+        raise GateInputError(
+            f"{rules_path}: no 'safety' section, so it has no rule for a red-team run. Add one as in the kit's "
+            "gates.yaml (a list of rules such as `- metric: leak_count` with `max: 0`; the metrics are "
+            "redteam_pass_rate, leak_count and pii_disclosed), or pass a rules file that has one.")
+    return {"slos": rules["safety"], "max_error_rate": rules.get("max_error_rate", DEFAULT_MAX_ERROR_RATE)}
+
+
+def safety_gate(rules_path: str | Path, frame: Any) -> Decision:
+    """The safety gate of a red-team run: the ``safety`` rules of ``rules_path`` applied as SLOs to
+    :func:`redteam_run_summary` of ``frame``, with the file's ``max_error_rate`` (rows that errored fail it as
+    they fail an evaluation). Returns the gate's ``Decision``; an empty run cannot pass (:class:`GateInputError`)."""
+    from llmops_helpers.evaluate.gate import GateInputError, apply_gate
+
+    rules = load_safety_rules(rules_path)
+    summary = redteam_run_summary(frame)
+    if not summary["n_rows"]:
+        raise GateInputError("the red-team run has no rows: a run of nothing cannot pass the safety gate. Check "
+                             "the red-team data file and --per-attack.")
+    decision = apply_gate(rules, summary)
+    decision.rules, decision.candidate, decision.kind = str(rules_path), "red-team run", "Safety gate"
+    return decision

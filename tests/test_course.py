@@ -198,3 +198,23 @@ def test_labs_that_do_not_exist_yet_are_marked_coming_wherever_they_are_named():
         row = re.search(rf"^\| {lab} [^|]+\|[^|]+\| (.*)$", texts["README.md"], re.M)
         assert row and row.group(1).startswith("*coming*"), f"README's table row for Lab {lab}"
     assert not unmarked, "name a lab that does not exist yet as 'Lab NN (coming)':\n" + "\n".join(unmarked)
+
+
+def test_the_false_promises_exercise_check_accepts_the_reference_answer_and_hints_otherwise():
+    import pytest
+
+    from llmops_helpers.course.exercises import check_no_false_promises
+    from llmops_helpers.course.labs import reference_code
+    from llmops_helpers.errors import ExerciseNotDone
+
+    namespace: dict = {}
+    exec(reference_code("04_augment_responsible", "no_false_promises"), namespace)  # the solution's own answer
+    assert check_no_false_promises(namespace["claims_action"]).startswith("✅")
+    with pytest.raises(ExerciseNotDone, match="define `claims_action`"):
+        check_no_false_promises(...)
+    with pytest.raises(ExerciseNotDone, match="expected True, got False"):
+        check_no_false_promises(lambda answer: False)
+    with pytest.raises(ExerciseNotDone, match="True or False"):
+        check_no_false_promises(lambda answer: "credit" in answer and 1)
+    with pytest.raises(ExerciseNotDone, match="raised ZeroDivisionError"):
+        check_no_false_promises(lambda answer: 1 / 0)

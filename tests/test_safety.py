@@ -363,4 +363,4 @@ def test_redteam_runs_the_flow_in_process_and_applies_the_gate(isolated, local_s
                                           "benign_control", "all"}
     replies = [json.loads(line) for line in (out / "redteam.jsonl").read_text().splitlines()]
     assert len(replies) == 6 and all(r["answer"] for r in replies)
-    assert "### Safety gate:" in printed and "| redteam_pass_rate >= 0.5 |" in printed
+    assert "### Safety gate:" in printed and "| redteam_pass_rate >= 0.33 |" in printed

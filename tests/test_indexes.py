@@ -15,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from test_cli_failures import assert_one_paragraph  # one paragraph, exit 2, no traceback
 
 from conftest import KIT
 from llmops_helpers import cli
@@ -382,15 +383,6 @@ def test_index_commands_round_trip(built, tmp_path, monkeypatch, capsys):
 def llmops(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "llmops_helpers.cli", *args], capture_output=True, text=True,
                           timeout=120, check=False, env={**os.environ, "LLMOPS_REGISTRY": ""})
-
-
-def assert_one_paragraph(run: subprocess.CompletedProcess, *expected: str) -> str:
-    assert "Traceback" not in run.stderr, run.stderr
-    error = run.stderr.strip()
-    assert run.returncode == 2 and error.startswith("error: ") and "\n" not in error, (run.returncode, run.stderr)
-    for text in expected:
-        assert text in error, error
-    return error
 
 
 def test_index_command_failures_are_one_paragraph_and_switch_nothing(built, tmp_path):

@@ -114,22 +114,9 @@ def retrieval_summary(frame: Any, by: str = "category"):
 def plot_retrieval(summaries: dict[str, Any], metric: str = "recall@3", title: str = "", ax: Any = None):
     """Bars of ``metric`` per category for each named summary (e.g. {"tuned 40": ..., "held-out 25": ...}), the
     ``all`` row included, on a 0–1 axis."""
-    import matplotlib.pyplot as plt
-    import numpy as np
+    from llmops_helpers.evaluate.report import plot_grouped_bars
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(9, 3.6))
-    categories = list(dict.fromkeys(c for s in summaries.values() for c in s.index if c != "all")) + ["all"]
-    width = 0.8 / max(1, len(summaries))
-    x = np.arange(len(categories))
-    for n, (name, summary) in enumerate(summaries.items()):
-        values = [summary[metric].get(c, np.nan) for c in categories]
-        ax.bar(x + n * width - 0.4 + width / 2, values, width, label=name)
-    ax.set_xticks(x, categories, rotation=30, ha="right")
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel(f"{metric} (share of queries)")
+    ax = plot_grouped_bars(summaries, metric, ylabel=f"{metric} (share of queries)", ax=ax,
+                           title=title or f"Retrieval {metric} per category")
     ax.set_xlabel("category of the expected article")
-    ax.set_title(title or f"Retrieval {metric} per category")
-    ax.legend(loc="lower right", fontsize=8)
-    ax.figure.tight_layout()
     return ax

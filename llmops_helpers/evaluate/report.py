@@ -116,3 +116,30 @@ def plot_run(out_dir: str | Path, title: str = ""):
     fig.suptitle(title or out.name)
     fig.tight_layout()
     return fig
+
+
+def plot_grouped_bars(tables: dict[str, Any], column: str, *, ylabel: str, title: str, ax: Any = None,
+                      rotation: int = 30, label_values: bool = False):
+    """One group of bars per row label of the named ``tables`` (e.g. {"guardrails off": ..., "on": ...}), one bar
+    per table, of ``column``, on a 0–1 axis; an ``all`` row goes last. ``label_values`` prints each bar's value
+    (a 0 is a result too)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 3.5))
+    groups = list(dict.fromkeys(g for t in tables.values() for g in t.index if g != "all")) + ["all"]
+    width = 0.8 / max(1, len(tables))
+    x = np.arange(len(groups))
+    for n, (name, table) in enumerate(tables.items()):
+        bars = ax.bar(x + n * width - 0.4 + width / 2, [table[column].get(g, np.nan) for g in groups], width,
+                      label=name)
+        if label_values:
+            ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
+    ax.set_xticks(x, [g.replace("_", " ") for g in groups], rotation=rotation, ha="right")
+    ax.set_ylim(0, 1.12 if label_values else 1.05)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.figure.tight_layout()
+    return ax

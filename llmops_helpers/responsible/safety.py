@@ -148,26 +148,11 @@ def safety_metrics(redteam: Any, golden: Any | None = None, unanswerable: Any | 
 
 
 def plot_redteam(summaries: dict[str, Any], title: str = "Red-team pass rate per attack", ax: Any = None):
-    """Bars of the pass rate per attack category for each named summary (e.g. guardrails off / on)."""
-    import matplotlib.pyplot as plt
-    import numpy as np
+    """Bars of the pass rate per attack category for each named summary (e.g. guardrails off / on), with values."""
+    from llmops_helpers.evaluate.report import plot_grouped_bars
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(9, 3.4))
-    attacks = list(dict.fromkeys(a for s in summaries.values() for a in s.index if a != "all")) + ["all"]
-    width = 0.8 / max(1, len(summaries))
-    x = np.arange(len(attacks))
-    for n, (name, summary) in enumerate(summaries.items()):
-        values = [summary["pass_rate"].get(a, np.nan) for a in attacks]
-        bars = ax.bar(x + n * width - 0.4 + width / 2, values, width, label=name)
-        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)  # a 0 is a result too: say it
-    ax.set_xticks(x, [a.replace("_", " ") for a in attacks], rotation=20, ha="right")
-    ax.set_ylim(0, 1.12)
-    ax.set_ylabel("pass rate (share of prompts)")
-    ax.set_title(title)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.figure.tight_layout()
-    return ax
+    return plot_grouped_bars(summaries, "pass_rate", ylabel="pass rate (share of prompts)", title=title, ax=ax,
+                             rotation=20, label_values=True)
 
 
 class EndpointReplyError(LLMOpsError):

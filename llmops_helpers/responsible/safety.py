@@ -181,10 +181,13 @@ def endpoint_agent(url: str, headers: dict[str, str] | None = None,
         worker = threading.Thread(target=call, name="redteam-request", daemon=True)
         worker.start()
         worker.join(timeout)
-        if worker.is_alive():  # the daemon thread ends with its socket's own timeout, or with the process
+        error = outcome.get("error")
+        # the socket's own timeout and this join race on a busy machine: either way, the deadline passed
+        timed_out = isinstance(error, TimeoutError) or isinstance(getattr(error, "reason", None), TimeoutError)
+        if worker.is_alive() or timed_out:  # the daemon thread ends with its socket's timeout, or with the process
             raise EndpointReplyError(f"{target} did not answer within {timeout:g} s")
-        if "error" in outcome:
-            raise outcome["error"]
+        if error is not None:
+            raise error
         code, reply, _ = outcome["reply"]
         if code != 200:
             raise EndpointReplyError(f"{target} answered HTTP {code}: {reply.get('error', '') or 'no reason given'}")

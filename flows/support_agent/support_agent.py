@@ -21,7 +21,7 @@ from promptflow.tracing import trace
 
 # The app's runtime: the kit's stage packages, never their inner modules (those may move between versions)
 from llmops_helpers.errors import ConfigError
-from llmops_helpers.flow import ENVIRONMENT_NAMES, IntentModel, LiveIndex, get_retriever
+from llmops_helpers.flow import ENVIRONMENT_NAMES, IntentModel, LiveIndex, folder_version, get_retriever
 from llmops_helpers.ideate import load_prompty
 from llmops_helpers.llm import connect, estimate_cost
 from llmops_helpers.responsible import REFUSAL, check_input, check_output
@@ -117,14 +117,14 @@ class SupportAgent:
     def index_info(self) -> dict:
         """Which index answers: its version and where it comes from (what an endpoint's /version reports)."""
         if self.index is None:
-            return {"version": "kb:" + self.retriever.fingerprint[:12], "source": "knowledge_base"}
+            return {"version": folder_version(self.retriever), "source": "knowledge_base"}
         return self.index.info()
 
     @trace
     def retrieve(self, question: str) -> list:
         """The top_k articles for ``question`` (a list whose ``index_version`` says which index answered)."""
         if self.index is None:
-            version, retriever = "kb:" + self.retriever.fingerprint[:12], self.retriever
+            version, retriever = folder_version(self.retriever), self.retriever
         else:
             version, retriever = self.index.current()
         hits = Hits(retriever.search(question, k=int(self.config["top_k"])))

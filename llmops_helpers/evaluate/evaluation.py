@@ -511,8 +511,10 @@ def _remember_inputs(cache: Path, inputs: str, out: Path, rows: list[GoldenRow])
 
 def _knowledge_base_hash(agent: Any) -> str | None:
     """The content hash of the articles the flow retrieves from, when it has a kit retriever (else None)."""
-    docs = getattr(getattr(agent, "retriever", None), "docs", None)
-    return fingerprint(docs) if docs else None
+    retriever = getattr(agent, "retriever", None)
+    known = getattr(retriever, "fingerprint", None)  # the kit's retriever computed it when it was built
+    docs = getattr(retriever, "docs", None)
+    return known or (fingerprint(docs) if docs else None)
 
 
 def evaluate_support_agent(

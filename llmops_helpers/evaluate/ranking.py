@@ -57,14 +57,8 @@ def load_queries(path: str | Path, known_ids: Iterable[str] | None = None) -> li
     from llmops_helpers.flow.batch import read_jsonl
 
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(str(path), None, None, "does not exist",
-                           "Pass one of the kit's files, e.g. data/retrieval_queries.jsonl.")
-    try:
-        rows = read_jsonl(path, required=("query", "expected_id"))
-    except UnicodeDecodeError as exc:
-        raise DatasetError(str(path), None, None, f"is not UTF-8 (byte {exc.start})",
-                           "Save the file as UTF-8.") from None
+    rows = read_jsonl(path, required=("query", "expected_id"),
+                      missing_fix="Pass one of the kit's files, e.g. data/retrieval_queries.jsonl.")
     known = set(known_ids) if known_ids is not None else None
     for number, row in enumerate(rows, start=1):
         for field in ("query", "expected_id"):

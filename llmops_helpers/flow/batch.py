@@ -18,11 +18,18 @@ from llmops_helpers.paths import kit_root
 QUIET_LOGGERS = ("promptflow", "execution", "execution.bulk", "bm25s")
 
 
-def read_jsonl(path: str | Path, required: tuple[str, ...] = ()) -> list[dict]:
-    """Rows of a JSON-lines file; a bad line raises :class:`DatasetError` with the file, row and field.
-    Blank lines are skipped."""
+def read_jsonl(path: str | Path, required: tuple[str, ...] = (), missing_fix: str = "") -> list[dict]:
+    """Rows of a JSON-lines file; a bad line raises :class:`DatasetError` with the file, row and field, and so does a
+    missing file (with ``missing_fix`` as the advice) or one that is not UTF-8. Blank lines are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(str(path), None, None, "does not exist", missing_fix)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(str(path), None, None, f"is not UTF-8 (byte {exc.start})", "Save it as UTF-8.") from None
     rows = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

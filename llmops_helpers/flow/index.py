@@ -55,6 +55,12 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def folder_version(retriever: BM25Retriever) -> str:
+    """The name of a knowledge base served straight from its folder (no index version): ``kb:`` + the first 12
+    characters of its fingerprint."""
+    return FALLBACK_PREFIX + retriever.fingerprint[:12]
+
+
 def index_registry(registry: str | Path | None = None) -> Path:
     """Where index versions and the live pointers are kept: ``<registry>/indexes`` (default registry:
     ``$LLMOPS_REGISTRY``, else ``build/registry``)."""
@@ -123,7 +129,7 @@ class IndexVersion:
         """The BM25 retriever over this version's articles, with the passage size it was built with (cached per
         content, like :func:`~llmops_helpers.flow.retrieval.get_retriever`)."""
         retriever = get_retriever(self.articles_dir, self.passage_words)
-        if fingerprint(retriever.docs) != self.manifest["kb_hash"]:
+        if retriever.fingerprint != self.manifest["kb_hash"]:
             raise DatasetError(str(self.articles_dir), None, None,
                                f"no longer holds the articles index {self.version} was built with",
                                _rebuild_advice(self.manifest))
@@ -399,7 +405,7 @@ class LiveIndex:
 
     def _fallback(self) -> tuple[str, BM25Retriever]:
         retriever = get_retriever(self.fallback_folder, self.passage_words)
-        return FALLBACK_PREFIX + fingerprint(retriever.docs)[:12], retriever
+        return folder_version(retriever), retriever
 
     def _load(self) -> None:
         try:

@@ -41,13 +41,8 @@ def load_intent_examples(path: str | Path | None = None) -> list[dict]:
     from llmops_helpers.flow.batch import read_jsonl
 
     path = Path(path or default_training_file())
-    if not path.is_file():
-        raise DatasetError(str(path), None, None, "does not exist",
-                           "Restore it with git checkout, or pass another file.")
-    try:
-        rows = read_jsonl(path, required=("text", "intent"))
-    except UnicodeDecodeError as exc:
-        raise DatasetError(str(path), None, None, f"is not UTF-8 (byte {exc.start})", "Save it as UTF-8.") from None
+    rows = read_jsonl(path, required=("text", "intent"),
+                      missing_fix="Restore it with git checkout, or pass another file.")
     for number, row in enumerate(rows, start=1):
         if row["intent"] not in INTENTS:
             raise DatasetError(str(path), number, "intent", f"{row['intent']!r} is not one of {', '.join(INTENTS)}")
